@@ -1,0 +1,57 @@
+"""Argument helpers shared by the command groups."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import numpy as np
+
+from starcompute.errors import InputError
+from starcompute.times import parse_utc
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+
+
+def add_span(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--start",
+        required=True,
+        metavar="ISO8601",
+        help="start time, UTC, e.g. 2025-11-20T00:00:00Z",
+    )
+    parser.add_argument(
+        "--hours",
+        required=True,
+        type=float,
+        metavar="H",
+        help="duration in hours (> 0, at most 24 x 31)",
+    )
+    parser.add_argument(
+        "--step",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="coarse sampling step in seconds before refinement (default 60)",
+    )
+
+
+def span(args: argparse.Namespace) -> tuple[np.datetime64, float]:
+    start = parse_utc(args.start)
+    hours = float(args.hours)
+    if not (np.isfinite(hours) and 0 < hours <= 24 * 31):
+        raise InputError(f"--hours must be > 0 and at most {24 * 31} (31 days), got {args.hours}")
+    return start, hours * 3600.0
+
+
+def print_json(doc: Any) -> None:
+    json.dump(doc, sys.stdout, indent=1)
+    sys.stdout.write("\n")
+
+
+def progress_wanted() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,52 @@
+"""Nominal link parameters of the contact plan; defaults from ``data/links.toml``."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from typing import Any
+
+from starcompute.data import data_dir
+from starcompute.errors import InputError
+
+
+def _defaults() -> dict[str, Any]:
+    return tomllib.loads(data_dir(".").joinpath("links.toml").read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True, slots=True)
+class IslConfig:
+    max_range_km: float
+    acquisition_s: float
+    atmosphere_margin_km: float
+    rate_bps: float
+    topology: str = "+grid"
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_range_km": self.max_range_km > 0,
+            "acquisition_s": self.acquisition_s >= 0,
+            "atmosphere_margin_km": self.atmosphere_margin_km >= 0,
+            "rate_bps": self.rate_bps > 0,
+        }
+        for name, ok in checks.items():
+            value = getattr(self, name)
+            if not ok or not math.isfinite(value):
+                raise InputError(f"ISL {name} must be a positive finite number, got {value}")
+        if self.topology != "+grid":
+            raise InputError(f"unknown ISL topology {self.topology!r}: choose +grid")
+
+    @classmethod
+    def default(cls, **overrides: Any) -> IslConfig:
+        isl = _defaults()["isl"]
+        values: dict[str, Any] = {
+            k: float(isl[k])
+            for k in ("max_range_km", "acquisition_s", "atmosphere_margin_km", "rate_bps")
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def default_ground_rate_bps() -> float:
+    return float(_defaults()["ground"]["rate_bps"])
