@@ -45,6 +45,9 @@ def span(args: argparse.Namespace) -> tuple[np.datetime64, float]:
     hours = float(args.hours)
     if not (np.isfinite(hours) and 0 < hours <= 24 * 31):
         raise InputError(f"--hours must be > 0 and at most {24 * 31} (31 days), got {args.hours}")
+    step = float(args.step)
+    if not (np.isfinite(step) and 1.0 <= step <= 300.0):
+        raise InputError(f"--step must be within 1..300 seconds, got {args.step}")
     return start, hours * 3600.0
 
 

@@ -65,6 +65,16 @@ def stations_up(stations: list[GroundStation]) -> FloatArray:
     )
 
 
+def _number(row: dict[str, str], column: str, where: str, default: float | None = None) -> float:
+    text = row.get(column, "")
+    if text == "" and default is not None:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"{where}: {column} is not a number: {text!r}") from None
+
+
 def parse_stations_csv(text: str, source: str) -> list[GroundStation]:
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     reader = csv.DictReader(io.StringIO("\n".join(lines)))
@@ -75,22 +85,19 @@ def parse_stations_csv(text: str, source: str) -> list[GroundStation]:
             f"{source}: station CSV header lacks {', '.join(missing)}; expected {','.join(COLUMNS)}"
         )
     out = []
-    for lineno, row in enumerate(reader, start=2):
-        row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+    for number, raw in enumerate(reader, start=1):
+        row = {k.strip(): (v or "").strip() for k, v in raw.items() if k}
+        where = f"{source} data row {number}"
+        values = (
+            _number(row, "lat_deg", where),
+            _number(row, "lon_deg", where),
+            _number(row, "alt_m", where, 0.0),
+            _number(row, "min_elevation_deg", where, DEFAULT_MIN_ELEVATION_DEG),
+        )
         try:
-            out.append(
-                GroundStation(
-                    name=row["name"],
-                    lat_deg=float(row["lat_deg"]),
-                    lon_deg=float(row["lon_deg"]),
-                    alt_m=float(row.get("alt_m") or 0.0),
-                    min_elevation_deg=float(
-                        row.get("min_elevation_deg") or DEFAULT_MIN_ELEVATION_DEG
-                    ),
-                )
-            )
-        except ValueError as exc:
-            raise InputError(f"{source} data row {lineno - 1}: {exc}") from None
+            out.append(GroundStation(row.get("name", ""), *values))
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}") from None
     if not out:
         raise InputError(f"{source}: no stations (expected a header {','.join(COLUMNS)} and rows)")
     return out

@@ -167,7 +167,7 @@ def read_element_file(path: Path) -> list[tuple[str, Satrec]]:
     """TLE (any extension but .json/.csv) or OMM JSON/CSV, decided by the content."""
     text = path.read_text(encoding="utf-8", errors="replace")
     head = text.lstrip()[:1]
-    if head in ("[", "{"):
+    if head in ("[", "{") or path.suffix.lower() == ".json":
         return parse_omm_json(text, str(path))
     if text.lstrip().upper().startswith(("OBJECT_NAME", "OBJECT_ID", "CCSDS_OMM_VERS")) or (
         path.suffix.lower() == ".csv"

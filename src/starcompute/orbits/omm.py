@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Mapping
 from math import pi
 from typing import Any
@@ -46,9 +47,12 @@ def _number(fields: Mapping[str, Any], key: str, where: str, default: float | No
             return default
         raise ElementSetError(f"{where}: OMM field {key} is missing (required: {REQUIRED_FIELDS})")
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise ElementSetError(f"{where}: OMM field {key} is not a number: {value!r}") from None
+    if not math.isfinite(number):
+        raise ElementSetError(f"{where}: OMM field {key} must be a finite number, got {value!r}")
+    return number
 
 
 def satrec_from_omm(fields: Mapping[str, Any], where: str) -> tuple[str, Satrec]:
