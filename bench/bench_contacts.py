@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from starcompute import IslConfig, load_constellation, load_stations, parse_utc, time_grid
-from starcompute.links.contacts import _clip_ground, _clip_isl, ground_contacts, isl_contacts
+from starcompute.links.contacts import ground_contacts, isl_contacts
 from starcompute.links.topology import plus_grid
 from starcompute.orbits.propagate import propagate
 from starcompute.times import to_jd
@@ -43,11 +43,11 @@ def run() -> dict[str, object]:
     grid = time_grid(start, duration_s, STEP_S)
     eph, t_prop = _timed(propagate, const, grid)
     ground, t_ground = _timed(ground_contacts, eph, stations)
-    ground = _clip_ground(ground, duration_s)
+    ground = ground.clipped(duration_s)
 
     def isl_plan():  # type: ignore[no-untyped-def]
         links = plus_grid(const, eph.r_teme_km[:, 0], eph.v_teme_km_s[:, 0])
-        return _clip_isl(isl_contacts(eph, links, IslConfig.default()), duration_s), len(links)
+        return isl_contacts(eph, links, IslConfig.default()).clipped(duration_s), len(links)
 
     (isl, n_links), t_isl = _timed(isl_plan)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

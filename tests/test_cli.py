@@ -161,7 +161,8 @@ def test_eclipses_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert rows
     assert {r["kind"] for r in rows} == {"umbra", "penumbra"}
     for r in rows:
-        assert set(r) == {"satellite", "start", "end", "kind"}
+        assert set(r) == {"satellite", "start", "end", "kind", "beta_deg"}
+        assert -90.0 <= r["beta_deg"] <= 90.0
         assert is_utc_iso(r["start"]) and is_utc_iso(r["end"])
         assert r["start"] < r["end"]
         assert START[:10] in r["start"]

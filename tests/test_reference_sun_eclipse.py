@@ -187,3 +187,29 @@ def test_sunlit_fraction_matches_numeric_disc_integration() -> None:
     assert frac.min() == 0.0 and frac.max() == 1.0
     assert np.all(np.diff(frac) >= -1e-12)
     np.testing.assert_allclose(frac, ref, atol=0.01)
+
+
+def test_beta_angle_matches_closed_form() -> None:
+    """beta = asin(cos(dec) sin(i) sin(RAAN - RA) + sin(dec) cos(i)) (Vallado 4th ed. §5.3),
+    with the Sun's RA/dec from astropy, for every plane of kuiper-630."""
+    import astropy.units as u
+    from astropy.coordinates import TEME, get_sun
+    from astropy.time import Time
+
+    const = load_constellation("kuiper-630")
+    epoch = parse_utc("2026-01-01T00:00:00Z")
+    eph = propagate(const, time_grid(epoch, 60.0, 60.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = Time("2026-01-01T00:00:00", scale="utc")
+        sun = get_sun(t).transform_to(TEME(obstime=t)).cartesian.xyz.to(u.km).value
+    ra, dec = np.arctan2(sun[1], sun[0]), np.arcsin(sun[2] / np.linalg.norm(sun))
+    r, v = eph.r_teme_km[:, 0], eph.v_teme_km_s[:, 0]
+    h = np.cross(r, v)
+    raan = np.arctan2(h[:, 0], -h[:, 1])
+    incl = np.arccos(h[:, 2] / np.linalg.norm(h, axis=1))
+    closed = np.degrees(
+        np.arcsin(np.cos(dec) * np.sin(incl) * np.sin(raan - ra) + np.sin(dec) * np.cos(incl))
+    )
+    ours = beta_angle_deg(r, v, sun_position_teme_km(epoch)[None, :])
+    np.testing.assert_allclose(ours, closed, atol=0.01)  # deg

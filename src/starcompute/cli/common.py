@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,23 @@ def span(args: argparse.Namespace) -> tuple[np.datetime64, float]:
     if not (np.isfinite(step) and 1.0 <= step <= 300.0):
         raise InputError(f"--step must be within 1..300 seconds, got {args.step}")
     return start, hours * 3600.0
+
+
+def add_presets_command(cmds: Any, what: str, names: Callable[[], list[str]]) -> None:
+    """A ``presets`` subcommand listing the built-in presets of one kind."""
+    presets = cmds.add_parser(
+        "presets", help=f"list the built-in {what}", description=f"List the built-in {what}."
+    )
+    add_json(presets)
+
+    def run(args: argparse.Namespace) -> int:
+        if args.json:
+            print_json({"presets": names()})
+        else:
+            print("\n".join(names()))
+        return 0
+
+    presets.set_defaults(run=run)
 
 
 def print_json(doc: Any) -> None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from starcompute.cli.common import add_json, print_json
+from starcompute.cli.common import add_json, add_presets_command, print_json
 from starcompute.orbits.constellation import constellation_presets, load_constellation
 
 SPEC_HELP = "a preset (see 'constellation presets'), a constellation TOML, a TLE or OMM file"
@@ -31,13 +31,7 @@ def register(sub: Any) -> None:
     add_json(show)
     show.set_defaults(run=run_show)
 
-    presets = cmds.add_parser(
-        "presets",
-        help="list the built-in constellations",
-        description="List the built-in constellation presets.",
-    )
-    add_json(presets)
-    presets.set_defaults(run=run_presets)
+    add_presets_command(cmds, "constellations", constellation_presets)
 
     export = cmds.add_parser(
         "export",
@@ -72,15 +66,6 @@ def run_show(args: argparse.Namespace) -> int:
 def _span(v: dict[str, float], digits: int) -> str:
     lo, hi = round(v["min"], digits), round(v["max"], digits)
     return f"{lo:.{digits}f}" if lo == hi else f"{lo:.{digits}f}-{hi:.{digits}f}"
-
-
-def run_presets(args: argparse.Namespace) -> int:
-    names = constellation_presets()
-    if args.json:
-        print_json({"presets": names})
-    else:
-        print("\n".join(names))
-    return 0
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -43,9 +43,10 @@ def run(args: argparse.Namespace) -> int:
     s1 = format_utc(from_offsets(start, np.minimum(ecl.end_s[keep], duration_s)))
     sats = ecl.satellite[keep].tolist()
     kinds = [k for k, ok in zip(ecl.kind, keep.tolist(), strict=True) if ok]
+    beta = np.round(ecl.beta_deg[keep], 2).tolist()
     rows = [
-        {"satellite": const.names[s], "start": a, "end": b, "kind": k}
-        for s, a, b, k in zip(sats, s0, s1, kinds, strict=True)
+        {"satellite": const.names[s], "start": a, "end": b, "kind": k, "beta_deg": bd}
+        for s, a, b, k, bd in zip(sats, s0, s1, kinds, beta, strict=True)
     ]
     if args.json:
         print_json({"eclipses": rows})
@@ -53,5 +54,8 @@ def run(args: argparse.Namespace) -> int:
     umbra = [r for r in rows if r["kind"] == "umbra"]
     print(f"{len(umbra)} umbra intervals, {len(rows) - len(umbra)} penumbra phases")
     for r in rows[:20]:
-        print(f"  {r['start']}  {r['end']}  {r['kind']:<9} {r['satellite']}")
+        print(
+            f"  {r['start']}  {r['end']}  {r['kind']:<9} beta {r['beta_deg']:6.1f} deg  "
+            f"{r['satellite']}"
+        )
     return 0

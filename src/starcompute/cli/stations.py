@@ -6,7 +6,7 @@ import argparse
 from dataclasses import asdict
 from typing import Any
 
-from starcompute.cli.common import add_json, print_json
+from starcompute.cli.common import add_json, add_presets_command, print_json
 from starcompute.ground.stations import load_stations, station_presets
 
 
@@ -30,13 +30,7 @@ def register(sub: Any) -> None:
     )
     add_json(show)
     show.set_defaults(run=run_show)
-    presets = cmds.add_parser(
-        "presets",
-        help="list the built-in station sets",
-        description="List the built-in station sets.",
-    )
-    add_json(presets)
-    presets.set_defaults(run=run_presets)
+    add_presets_command(cmds, "station sets", station_presets)
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -50,13 +44,4 @@ def run_show(args: argparse.Namespace) -> int:
             f"{s.name:<22}{s.lat_deg:>9.3f}{s.lon_deg:>10.3f}{s.alt_m:>8.0f}"
             f"{s.min_elevation_deg:>10.1f}"
         )
-    return 0
-
-
-def run_presets(args: argparse.Namespace) -> int:
-    names = station_presets()
-    if args.json:
-        print_json({"presets": names})
-    else:
-        print("\n".join(names))
     return 0

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -26,9 +27,41 @@ IntArray = npt.NDArray[np.int64]
 FORMATS = ("json", "csv", "parquet", "ion")
 
 
+class _WindowTable:
+    """Columns of equal length, one row per window; ``_start``/``_end`` name the edges."""
+
+    __slots__ = ()
+    _start: ClassVar[str]
+    _end: ClassVar[str]
+
+    def __len__(self) -> int:
+        return len(getattr(self, self._start))
+
+    def _columns(self) -> list[str]:
+        return [f.name for f in fields(self)]  # type: ignore[arg-type]
+
+    def select(self, rows: npt.NDArray[Any]) -> Self:
+        """The windows at ``rows`` (indices or a boolean mask), in that order."""
+        return type(self)(**{name: getattr(self, name)[rows] for name in self._columns()})
+
+    def clipped(self, duration_s: float) -> Self:
+        """Windows starting before ``duration_s``, their ends cut there."""
+        out = self.select(getattr(self, self._start) < duration_s)
+        setattr(out, self._end, np.minimum(getattr(out, self._end), duration_s))
+        return out
+
+    @classmethod
+    def concat(cls, parts: Sequence[Self]) -> Self:
+        names = parts[0]._columns()
+        return cls(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in names})
+
+
 @dataclass(slots=True)
-class GroundContacts:
+class GroundContacts(_WindowTable):
     """Station-satellite passes; times in seconds from the plan start."""
+
+    _start = "aos_s"
+    _end = "los_s"
 
     station: IntArray
     satellite: IntArray
@@ -38,13 +71,13 @@ class GroundContacts:
     max_elevation_deg: FloatArray
     min_range_km: FloatArray  # slant range at maximum elevation
 
-    def __len__(self) -> int:
-        return len(self.station)
-
 
 @dataclass(slots=True)
-class IslContacts:
+class IslContacts(_WindowTable):
     """Laser-link windows (after acquisition); times in seconds from the plan start."""
+
+    _start = "start_s"
+    _end = "end_s"
 
     a: IntArray
     b: IntArray
@@ -52,9 +85,6 @@ class IslContacts:
     end_s: FloatArray
     min_range_km: FloatArray
     max_range_km: FloatArray
-
-    def __len__(self) -> int:
-        return len(self.a)
 
     @classmethod
     def empty(cls) -> IslContacts:

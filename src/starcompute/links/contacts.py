@@ -57,6 +57,8 @@ def ground_contacts(
     eph: Ephemeris, stations: list[GroundStation], tol_s: float = 1e-3, progress: bool = False
 ) -> GroundContacts:
     """Passes of every satellite over every station, sorted by AOS."""
+    if not stations:
+        raise InputError("ground contacts need at least one station")
     r_ecef = eph.r_ecef_km()
     pos, up = stations_ecef_km(stations), stations_up(stations)
     parts = []
@@ -74,20 +76,8 @@ def ground_contacts(
 
 
 def _sorted_ground(parts: list[GroundContacts]) -> GroundContacts:
-    def cat(field: str) -> FloatArray:
-        return np.concatenate([getattr(p, field) for p in parts]).astype(np.float64)
-
-    station, sat, aos = cat("station"), cat("satellite"), cat("aos_s")
-    order = np.lexsort((sat, station, aos))
-    return GroundContacts(
-        station[order].astype(np.int64),
-        sat[order].astype(np.int64),
-        aos[order],
-        cat("los_s")[order],
-        cat("tca_s")[order],
-        cat("max_elevation_deg")[order],
-        cat("min_range_km")[order],
-    )
+    whole = GroundContacts.concat(parts)
+    return whole.select(np.lexsort((whole.satellite, whole.station, whole.aos_s)))
 
 
 def _link_distance_km(eph: Ephemeris, a: IntArray, b: IntArray) -> FloatArray:
@@ -162,11 +152,11 @@ def contact_plan(
     n_steps = int(np.ceil(duration_s / step_s))
     grid = time_grid(start, n_steps * step_s, step_s)  # uniform, covers the span
     eph = propagate(const, grid)
-    ground = _clip_ground(ground_contacts(eph, stations, tol_s, progress), duration_s)
+    ground = ground_contacts(eph, stations, tol_s, progress).clipped(duration_s)
     isl_windows = IslContacts.empty()
     if isl is not None:
         links = plus_grid(const, eph.r_teme_km[:, 0], eph.v_teme_km_s[:, 0])
-        isl_windows = _clip_isl(isl_contacts(eph, links, isl, tol_s), duration_s)
+        isl_windows = isl_contacts(eph, links, isl, tol_s).clipped(duration_s)
     return ContactPlan(
         start=start,
         end=from_offsets(start, [duration_s])[0],
@@ -176,29 +166,4 @@ def contact_plan(
         isl=isl_windows,
         ground_rate_bps=default_ground_rate_bps(),
         isl_rate_bps=isl.rate_bps if isl else IslConfig.default().rate_bps,
-    )
-
-
-def _clip_ground(g: GroundContacts, duration_s: float) -> GroundContacts:
-    keep = g.aos_s < duration_s
-    return GroundContacts(
-        g.station[keep],
-        g.satellite[keep],
-        g.aos_s[keep],
-        np.minimum(g.los_s[keep], duration_s),
-        g.tca_s[keep],
-        g.max_elevation_deg[keep],
-        g.min_range_km[keep],
-    )
-
-
-def _clip_isl(c: IslContacts, duration_s: float) -> IslContacts:
-    keep = c.start_s < duration_s
-    return IslContacts(
-        c.a[keep],
-        c.b[keep],
-        c.start_s[keep],
-        np.minimum(c.end_s[keep], duration_s),
-        c.min_range_km[keep],
-        c.max_range_km[keep],
     )

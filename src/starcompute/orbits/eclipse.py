@@ -81,6 +81,7 @@ class Eclipses:
     start_s: FloatArray
     end_s: FloatArray
     kind: list[str]
+    beta_deg: FloatArray  # Sun's angle to the orbit plane at the interval's start
 
     def __len__(self) -> int:
         return len(self.satellite)
@@ -129,4 +130,7 @@ def find_eclipses(eph: Ephemeris, penumbra: bool = True) -> Eclipses:
     is_pen = np.concatenate([p[3] for p in parts])
     order = np.lexsort((start, sat))
     kinds = ["penumbra" if x else "umbra" for x in is_pen[order].tolist()]
-    return Eclipses(sat[order], start[order], end[order], kinds)
+    sat, start = sat[order], start[order]
+    r, v = eph.state_at(sat, start)
+    beta = beta_angle_deg(r, v, sun_position_teme_km(from_offsets(eph.start, start)))
+    return Eclipses(sat, start, end[order], kinds, beta)
