@@ -10,10 +10,10 @@ import sys
 from collections.abc import Sequence
 
 from starcompute import __version__
-from starcompute.cli import constellation, contacts, eclipses, stations
+from starcompute.cli import constellation, contacts, eclipses, route, stations
 from starcompute.errors import InputError
 
-GROUPS = (constellation, stations, contacts, eclipses)
+GROUPS = (constellation, stations, contacts, eclipses, route)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="starcompute",
-        description="AI computing in orbit: constellations, contacts, eclipses.",
+        description="AI computing in orbit: constellations, contacts, eclipses, routes.",
     )
     parser.add_argument("--version", action="version", version=f"starcompute {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

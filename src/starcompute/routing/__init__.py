@@ -1,0 +1,1 @@
+"""Routing: instantaneous shortest-delay paths and store-and-forward over contacts."""

@@ -1,0 +1,170 @@
+"""The network at an instant: who can talk to whom at time t, and at what delay.
+
+Nodes are the satellites (0..N-1) and the ground stations. Without ground-station
+relays each station is two nodes, an *uplink* node (edges out to the satellites it
+sees) and a *downlink* node (edges in from them), so no path can pass through a
+station; with relays a station is one node with edges both ways, as in Hypatia's
+``gs_relay`` option. Laser links are up whenever in range and clear of the Earth
+plus the atmosphere margin (acquisition is a temporal notion, honoured by
+store-and-forward routing over the contact plan).
+
+Edge weight = propagation delay (range / c) + per-hop processing delay
++ serialization delay of the message at the link's rate.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from scipy.sparse import csr_array
+
+from starcompute.errors import InputError
+from starcompute.ground.stations import GroundStation, stations_ecef_km, stations_up
+from starcompute.links.config import IslConfig, default_ground_rate_bps
+from starcompute.links.geometry import ray_clearance_km
+from starcompute.links.topology import plus_grid
+from starcompute.orbits.constants import SPEED_OF_LIGHT_KM_S
+from starcompute.orbits.constellation import Constellation
+from starcompute.orbits.frames import teme_to_ecef
+from starcompute.orbits.propagate import propagate
+from starcompute.times import DatetimeArray, FloatArray
+
+IntArray = npt.NDArray[np.int64]
+DEFAULT_PROCESSING_DELAY_S = 1e-4  # per hop; see data/links.toml [routing]
+
+
+def lookup_node(names: list[str], name: str) -> int:
+    """Index of ``name``; an unknown name gets an InputError suggesting the closest ones."""
+    try:
+        return names.index(name)
+    except ValueError:
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise InputError(f"unknown node {name!r}: give a satellite or station name{hint}") from None
+
+
+@dataclass(slots=True)
+class Network:
+    """Everything routing needs that does not change with time."""
+
+    const: Constellation
+    stations: list[GroundStation]
+    isl: IslConfig = field(default_factory=IslConfig.default)
+    ground_relays: bool = False
+    processing_delay_s: float = DEFAULT_PROCESSING_DELAY_S
+    ground_rate_bps: float = field(default_factory=default_ground_rate_bps)
+    links: IntArray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    _station_ecef: FloatArray = field(init=False)
+    _station_up: FloatArray = field(init=False)
+    _sin_mask: FloatArray = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not self.stations:
+            raise InputError("routing needs at least one ground station")
+        if not self.processing_delay_s >= 0:
+            raise InputError(f"processing delay must be >= 0 s, got {self.processing_delay_s}")
+        clash = set(self.const.names) & {s.name for s in self.stations}
+        if clash:
+            raise InputError(f"names used by both a satellite and a station: {sorted(clash)[:3]}")
+        self._station_ecef = stations_ecef_km(self.stations)
+        self._station_up = stations_up(self.stations)
+        self._sin_mask = np.sin(np.radians([s.min_elevation_deg for s in self.stations]))
+
+    @classmethod
+    def build(
+        cls,
+        const: Constellation,
+        stations: list[GroundStation],
+        at: np.datetime64,
+        **kwargs: object,
+    ) -> Network:
+        """A network whose +grid topology is taken from the states at ``at``."""
+        net = cls(const, stations, **kwargs)  # type: ignore[arg-type]
+        eph = propagate(const, np.array([at], dtype="datetime64[ns]"))
+        net.links = plus_grid(const, eph.r_teme_km[:, 0], eph.v_teme_km_s[:, 0])
+        return net
+
+    @property
+    def n_sat(self) -> int:
+        return len(self.const)
+
+    @property
+    def n_nodes(self) -> int:
+        return self.n_sat + len(self.stations) * (1 if self.ground_relays else 2)
+
+    def node_names(self) -> list[str]:
+        return list(self.const.names) + [s.name for s in self.stations]
+
+    def node(self, name: str) -> int:
+        """Node index of a satellite or station name (uplink node for a station)."""
+        return lookup_node(self.node_names(), name)
+
+    def sink(self, node: int) -> int:
+        """The node a path to ``node`` ends at (a station's downlink node without relays)."""
+        if node < self.n_sat or self.ground_relays:
+            return node
+        return node + len(self.stations)
+
+    def name_of(self, node: int) -> str:
+        if node >= self.n_sat + len(self.stations):
+            node -= len(self.stations)
+        return self.node_names()[node]
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """The directed graph of one instant; edges carry delay and range."""
+
+    graph: csr_array  # delay in seconds (explicit zeros are not used: delays are > 0)
+    range_km: csr_array
+    n_isl_up: int
+    n_ground_up: int
+
+
+def satellite_ecef_km(net: Network, times: DatetimeArray) -> FloatArray:
+    """(T, N, 3) ECEF positions (NaN where SGP4 fails) at the given times."""
+    eph = propagate(net.const, times)
+    return np.transpose(teme_to_ecef(eph.r_teme_km, eph.times), (1, 0, 2))
+
+
+def snapshot(net: Network, r_ecef_km: FloatArray, size_bytes: float = 0.0) -> Snapshot:
+    """The graph at one instant from satellite ECEF positions (N, 3)."""
+    src, dst, rng, rate = _isl_edges(net, r_ecef_km)
+    g_src, g_dst, g_rng = _ground_edges(net, r_ecef_km)
+    n_isl = len(src) // 2
+    src = np.concatenate([src, g_src])
+    dst = np.concatenate([dst, g_dst])
+    rng = np.concatenate([rng, g_rng])
+    rate = np.concatenate([rate, np.full(len(g_src), net.ground_rate_bps)])
+    delay = rng / SPEED_OF_LIGHT_KM_S + net.processing_delay_s + 8.0 * size_bytes / rate
+    shape = (net.n_nodes, net.n_nodes)
+    return Snapshot(
+        csr_array((delay, (src, dst)), shape=shape),
+        csr_array((rng, (src, dst)), shape=shape),
+        n_isl,
+        len(g_src),
+    )
+
+
+def _isl_edges(net: Network, r: FloatArray) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
+    a, b = net.links[:, 0], net.links[:, 1]
+    ra, rb = r[a], r[b]
+    dist = np.linalg.norm(ra - rb, axis=1)
+    up = (dist <= net.isl.max_range_km) & (ray_clearance_km(ra, rb) >= net.isl.atmosphere_margin_km)
+    a, b, dist = a[up], b[up], dist[up]
+    rate = np.full(len(a), net.isl.rate_bps)
+    return np.r_[a, b], np.r_[b, a], np.r_[dist, dist], np.r_[rate, rate]
+
+
+def _ground_edges(net: Network, r: FloatArray) -> tuple[IntArray, IntArray, FloatArray]:
+    d = r[None, :, :] - net._station_ecef[:, None, :]  # (S, N, 3)
+    rng = np.linalg.norm(d, axis=2)
+    sin_el = np.einsum("snk,sk->sn", d, net._station_up) / rng
+    sta, sat = np.nonzero(sin_el >= net._sin_mask[:, None])
+    dist = rng[sta, sat]
+    up_node = net.n_sat + sta
+    down_node = up_node if net.ground_relays else up_node + len(net.stations)
+    return np.r_[up_node, sat], np.r_[sat, down_node], np.r_[dist, dist]
