@@ -168,3 +168,62 @@ def test_route_on_snapshot_matches_networkx_single_pair() -> None:
     assert r.delay_s == pytest.approx(ref, abs=1e-12)
     # Tokyo-New York great circle is 10,850 km: no route can beat it at c (36.2 ms)
     assert r.delay_s * 1e3 > 36.2
+
+
+def test_snapshot_edge_delays_use_the_link_models() -> None:
+    """Every edge = range / c + processing + 8 B / rate, with the rate from the RF budget
+    (ground) and the optical model (laser, knee at 1,000 km), computed independently here."""
+    from starcompute import IslConfig
+    from starcompute.links.budgets import RfLinkConfig, optical_isl_rate_bps, rf_link_budget
+
+    rf = RfLinkConfig.preset("x-band")
+    isl = IslConfig.default(knee_km=1000.0)
+    stations = load_stations("china")
+    net = Network.build(load_constellation("kuiper-630"), stations, T0, rf=rf, isl=isl)
+    size = 1e6
+    pos = satellite_ecef_km(net, np.array([T0]))[0]
+    snap = snapshot(net, pos, size)
+    coo, rng = snap.graph.tocoo(), snap.range_km.tocoo()
+    ground_seen = 0
+    for a, b, delay, r in zip(coo.row, coo.col, coo.data, rng.data, strict=True):
+        if a < net.n_sat and b < net.n_sat:
+            rate = optical_isl_rate_bps(np.array([r]), isl.rate_bps, isl.max_range_km, 1000.0)[0]
+        else:
+            sat = min(a, b)
+            st = stations[(max(a, b) - net.n_sat) % len(stations)]
+            from starcompute.links.geometry import sin_elevation
+
+            el = np.degrees(
+                np.arcsin(
+                    sin_elevation(
+                        pos[sat], stations_ecef_km([st])[0], np.array(_up(st.lat_deg, st.lon_deg))
+                    )
+                )
+            )
+            rate = rf_link_budget(
+                np.array([r]), np.array([el]), st.lat_deg, st.lon_deg, rf
+            ).rate_bps[0]
+            ground_seen += 1
+        expected = r / SPEED_OF_LIGHT_KM_S + net.processing_delay_s + 8 * size / rate
+        assert delay == pytest.approx(expected, rel=1e-9)
+    assert ground_seen > 0
+
+
+def _up(lat_deg: float, lon_deg: float) -> tuple[float, float, float]:
+    lat, lon = np.radians(lat_deg), np.radians(lon_deg)
+    return (np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat))
+
+
+def test_contact_plan_rates_from_the_rf_budget() -> None:
+    from starcompute import contact_plan
+    from starcompute.links.budgets import RfLinkConfig
+
+    const, stations = load_constellation("three-body-12"), load_stations("china")
+    nominal = contact_plan(const, stations, T0, 6 * 3600.0)
+    x = contact_plan(const, stations, T0, 6 * 3600.0, rf=RfLinkConfig.preset("x-band"))
+    assert np.all(nominal.ground.rate_bps == 220e6)
+    assert len(x.ground) == len(nominal.ground)  # X-band closes on every pass above 10 deg
+    # the preset spans ~0.2-0.9 Gbps between the horizon and zenith (tests/test_budgets.py)
+    assert x.ground.rate_bps.min() > 1e8 and x.ground.rate_bps.max() < 9e8
+    high = x.ground.max_elevation_deg > 60
+    assert x.ground.rate_bps[high].mean() > x.ground.rate_bps[~high].mean()

@@ -69,6 +69,23 @@ def add_presets_command(cmds: Any, what: str, names: Callable[[], list[str]]) ->
     presets.set_defaults(run=run)
 
 
+def add_band(parser: argparse.ArgumentParser) -> None:
+    from starcompute.links.budgets import RfLinkConfig
+
+    parser.add_argument(
+        "--band",
+        choices=RfLinkConfig.presets(),
+        help="rate ground links with this RF link budget (DVB-S2, ITU-R attenuation) "
+        "instead of the nominal 220 Mbps; links that do not close are left out",
+    )
+
+
+def rf_config(args: argparse.Namespace) -> Any:
+    from starcompute.links.budgets import RfLinkConfig
+
+    return RfLinkConfig.preset(args.band) if getattr(args, "band", None) else None
+
+
 def print_json(doc: Any) -> None:
     json.dump(doc, sys.stdout, indent=1)
     sys.stdout.write("\n")

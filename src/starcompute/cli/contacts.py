@@ -8,7 +8,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from starcompute.cli.common import add_json, add_span, print_json, progress_wanted, span
+from starcompute.cli.common import (
+    add_band,
+    add_json,
+    add_span,
+    print_json,
+    progress_wanted,
+    rf_config,
+    span,
+)
 from starcompute.errors import InputError
 from starcompute.ground.stations import load_stations
 from starcompute.links.config import IslConfig
@@ -46,6 +54,7 @@ def register(sub: Any) -> None:
     p.add_argument("--isl", action="store_true", help="also compute laser ISL windows (+grid)")
     p.add_argument("--isl-max-range", type=float, metavar="KM", help="ISL maximum range (km)")
     p.add_argument("--isl-acquisition", type=float, metavar="S", help="ISL acquisition time (s)")
+    add_band(p)
     add_json(p)
     p.add_argument("--format", choices=FORMATS, help="file format for --out")
     p.add_argument("--out", type=Path, help="write the plan to this file")
@@ -64,7 +73,14 @@ def run(args: argparse.Namespace) -> int:
         else None
     )
     plan = contact_plan(
-        const, stations, start, duration_s, isl=isl, step_s=args.step, progress=progress_wanted()
+        const,
+        stations,
+        start,
+        duration_s,
+        isl=isl,
+        step_s=args.step,
+        progress=progress_wanted(),
+        rf=rf_config(args),
     )
     if args.out:
         fmt = args.format or _format_from_suffix(args.out)

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from starcompute.cli.common import add_json, print_json, progress_wanted
+from starcompute.cli.common import add_band, add_json, print_json, progress_wanted, rf_config
 from starcompute.errors import InputError
 from starcompute.ground.stations import load_stations
 from starcompute.links.contact_plan import ContactPlan
@@ -52,6 +52,7 @@ def _add_network(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument(
         "--ground-relays", action="store_true", help="allow ground stations as intermediate hops"
     )
+    add_band(p)
 
 
 def register(sub: Any) -> None:
@@ -114,7 +115,7 @@ def _network(args: argparse.Namespace) -> Network:
         raise InputError("--constellation and --stations are required (or --plan FILE)")
     const = load_constellation(args.constellation)
     stations = load_stations(args.stations, args.min_elevation)
-    return Network(const, stations, ground_relays=args.ground_relays)
+    return Network(const, stations, ground_relays=args.ground_relays, rf=rf_config(args))
 
 
 def run_route(args: argparse.Namespace) -> int:
@@ -154,7 +155,13 @@ def _plan_from(net: Network, at: np.datetime64, hours: float) -> tuple[ContactPl
     if not (np.isfinite(hours) and 0 < hours <= 24 * 31):
         raise InputError(f"--horizon-hours must be > 0 and at most 744, got {hours}")
     plan = contact_plan(
-        net.const, net.stations, at, hours * 3600.0, isl=net.isl, progress=progress_wanted()
+        net.const,
+        net.stations,
+        at,
+        hours * 3600.0,
+        isl=net.isl,
+        progress=progress_wanted(),
+        rf=net.rf,
     )
     grid = time_grid(at, np.ceil(hours * 3600.0 / 60.0) * 60.0, 60.0)
     return plan, propagate(net.const, grid)

@@ -22,6 +22,7 @@ class IslConfig:
     atmosphere_margin_km: float
     rate_bps: float
     topology: str = "+grid"
+    knee_km: float = math.inf  # full rate up to here, then ~ (knee / range)^2; inf: no fall-off
 
     def __post_init__(self) -> None:
         checks = {
@@ -34,6 +35,10 @@ class IslConfig:
             value = getattr(self, name)
             if not ok or not math.isfinite(value):
                 raise InputError(f"ISL {name} must be a positive finite number, got {value}")
+        if math.isnan(self.knee_km) or self.knee_km <= 0:
+            raise InputError(
+                f"ISL knee_km must be a positive number (inf: no fall-off), got {self.knee_km}"
+            )
         if self.topology != "+grid":
             raise InputError(f"unknown ISL topology {self.topology!r}: choose +grid")
 
@@ -42,7 +47,13 @@ class IslConfig:
         isl = _defaults()["isl"]
         values: dict[str, Any] = {
             k: float(isl[k])
-            for k in ("max_range_km", "acquisition_s", "atmosphere_margin_km", "rate_bps")
+            for k in (
+                "max_range_km",
+                "acquisition_s",
+                "atmosphere_margin_km",
+                "rate_bps",
+                "knee_km",
+            )
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

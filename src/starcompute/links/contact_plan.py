@@ -70,6 +70,7 @@ class GroundContacts(_WindowTable):
     tca_s: FloatArray  # time of closest approach (maximum elevation)
     max_elevation_deg: FloatArray
     min_range_km: FloatArray  # slant range at maximum elevation
+    rate_bps: FloatArray  # mean downlink rate over the pass (nominal without a link budget)
 
 
 @dataclass(slots=True)
@@ -85,11 +86,12 @@ class IslContacts(_WindowTable):
     end_s: FloatArray
     min_range_km: FloatArray
     max_range_km: FloatArray
+    rate_bps: FloatArray  # mean laser rate over the window
 
     @classmethod
     def empty(cls) -> IslContacts:
         z, f = np.zeros(0, dtype=np.int64), np.zeros(0)
-        return cls(z, z.copy(), f, f.copy(), f.copy(), f.copy())
+        return cls(z, z.copy(), f, f.copy(), f.copy(), f.copy(), f.copy())
 
 
 @dataclass(slots=True)
@@ -124,6 +126,7 @@ class ContactPlan:
                 "duration_s": round(float(g.los_s[i] - g.aos_s[i]), 3),
                 "max_elevation_deg": round(float(g.max_elevation_deg[i]), 3),
                 "min_range_km": round(float(g.min_range_km[i]), 3),
+                "rate_bps": round(float(g.rate_bps[i])),
             }
             for i in range(len(g))
         ]
@@ -139,6 +142,7 @@ class ContactPlan:
                 "end": end[i],
                 "min_range_km": round(float(c.min_range_km[i]), 3),
                 "max_range_km": round(float(c.max_range_km[i]), 3),
+                "rate_bps": round(float(c.rate_bps[i])),
             }
             for i in range(len(c))
         ]
@@ -168,6 +172,7 @@ class ContactPlan:
             "end": from_offsets(self.start, np.concatenate([g.los_s, c.end_s])),
             "max_elevation_deg": np.concatenate([g.max_elevation_deg, np.full(len(c), np.nan)]),
             "min_range_km": np.concatenate([g.min_range_km, c.min_range_km]),
+            "rate_bps": np.concatenate([g.rate_bps, c.rate_bps]),
         }
         table = pa.table(columns)
         return table.cast(
@@ -185,22 +190,24 @@ class ContactPlan:
         ]
         lines += [f"# node {n} = {name}" for name, n in node.items()]
         windows = [
-            (self.stations[s], self.satellites[t], a, b, self.ground_rate_bps, r)
-            for s, t, a, b, r in zip(
+            (self.stations[s], self.satellites[t], a, b, rate, r)
+            for s, t, a, b, rate, r in zip(
                 self.ground.station,
                 self.ground.satellite,
                 self.ground.aos_s,
                 self.ground.los_s,
+                self.ground.rate_bps,
                 self.ground.min_range_km,
                 strict=True,
             )
         ] + [
-            (self.satellites[x], self.satellites[y], a, b, self.isl_rate_bps, r)
-            for x, y, a, b, r in zip(
+            (self.satellites[x], self.satellites[y], a, b, rate, r)
+            for x, y, a, b, rate, r in zip(
                 self.isl.a,
                 self.isl.b,
                 self.isl.start_s,
                 self.isl.end_s,
+                self.isl.rate_bps,
                 self.isl.max_range_km,
                 strict=True,
             )
@@ -241,8 +248,10 @@ class ContactPlan:
                     np.array([parse_utc(r[key]) for r in rows], "datetime64[ns]"), start
                 )
 
-            def col(key: str, rows: list[dict[str, Any]]) -> FloatArray:
-                return np.array([float(r[key]) for r in rows])
+            def col(key: str, rows: list[dict[str, Any]], default: float = np.nan) -> FloatArray:
+                return np.array([float(r.get(key, default)) for r in rows])
+
+            ground_rate, isl_rate = float(doc["ground_rate_bps"]), float(doc["isl_rate_bps"])
 
             ground = GroundContacts(
                 np.array([sta_ix[r["station"]] for r in gc], dtype=np.int64),
@@ -252,6 +261,7 @@ class ContactPlan:
                 sec("tca", gc),
                 col("max_elevation_deg", gc),
                 col("min_range_km", gc),
+                col("rate_bps", gc, ground_rate),
             )
             isl = IslContacts(
                 np.array([sat_ix[r["a"]] for r in ic], dtype=np.int64),
@@ -260,6 +270,7 @@ class ContactPlan:
                 sec("end", ic),
                 col("min_range_km", ic),
                 col("max_range_km", ic),
+                col("rate_bps", ic, isl_rate),
             )
             return cls(
                 start,
@@ -268,8 +279,8 @@ class ContactPlan:
                 list(doc["stations"]),
                 ground,
                 isl,
-                float(doc["ground_rate_bps"]),
-                float(doc["isl_rate_bps"]),
+                ground_rate,
+                isl_rate,
             )
         except (KeyError, TypeError) as exc:
             raise InputError(f"not a starcompute contact plan: missing or bad {exc}") from None

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from starcompute.errors import InputError
 from starcompute.ground.stations import GroundStation, stations_ecef_km, stations_up
+from starcompute.links.budgets import RfLinkConfig, optical_isl_rate_bps, rf_link_budget
 from starcompute.links.config import IslConfig, default_ground_rate_bps
 from starcompute.links.contact_plan import ContactPlan, GroundContacts, IslContacts
 from starcompute.links.geometry import ray_clearance_km, sin_elevation, slant_range_km
@@ -49,7 +50,14 @@ def _station_windows(
     rng = slant_range_km(eph.r_ecef_at(w.row, w.peak_s), pos)
     max_el = np.degrees(np.arcsin(np.clip(w.peak_value + sin_mask, -1.0, 1.0)))
     return GroundContacts(
-        np.zeros(len(w), dtype=np.int64), w.row, w.start_s, w.end_s, w.peak_s, max_el, rng
+        np.zeros(len(w), dtype=np.int64),
+        w.row,
+        w.start_s,
+        w.end_s,
+        w.peak_s,
+        max_el,
+        rng,
+        np.full(len(w), np.nan),
     )
 
 
@@ -115,7 +123,58 @@ def isl_contacts(
     row, start, end = w.row[keep], start[keep], w.end_s[keep]
     lo, hi = _range_extremes(eph, a, b, row, start, end)
     order = np.lexsort((b[row], a[row], start))
-    return IslContacts(a[row][order], b[row][order], start[order], end[order], lo[order], hi[order])
+    rate = _mean_over_window(
+        lambda t, k: optical_isl_rate_bps(
+            np.linalg.norm(eph.state_at(a[row][k], t)[0] - eph.state_at(b[row][k], t)[0], axis=-1),
+            config.rate_bps,
+            config.max_range_km,
+            config.knee_km,
+        ),
+        start,
+        end,
+    )
+    return IslContacts(
+        a[row][order], b[row][order], start[order], end[order], lo[order], hi[order], rate[order]
+    )
+
+
+def _mean_over_window(
+    fn: Callable[[FloatArray, IntArray], FloatArray],
+    start: FloatArray,
+    end: FloatArray,
+    samples: int = 9,
+) -> FloatArray:
+    """Mean of ``fn(t, window index)`` at ``samples`` midpoints spread over each window."""
+    if len(start) == 0:
+        return np.zeros(0)
+    frac = (np.arange(samples) + 0.5) / samples
+    t = (start[:, None] + (end - start)[:, None] * frac[None, :]).ravel()
+    k = np.repeat(np.arange(len(start)), samples)
+    return np.asarray(fn(t, k).reshape(len(start), samples).mean(axis=1))
+
+
+def ground_rates(
+    eph: Ephemeris, stations: list[GroundStation], g: GroundContacts, rf: RfLinkConfig | None
+) -> FloatArray:
+    """Mean downlink rate of each pass: the RF budget over the pass, or the nominal rate."""
+    if rf is None:
+        return np.full(len(g), default_ground_rate_bps())
+    rate = np.zeros(len(g))
+    pos, up = stations_ecef_km(stations), stations_up(stations)
+    for i, st in enumerate(stations):
+        mine = np.flatnonzero(g.station == i)
+
+        def budget(
+            t: FloatArray, k: IntArray, i: int = i, mine: IntArray = mine, st: GroundStation = st
+        ) -> FloatArray:
+            r = eph.r_ecef_at(g.satellite[mine][k], t)
+            el = np.degrees(np.arcsin(np.clip(sin_elevation(r, pos[i], up[i]), -1, 1)))
+            return rf_link_budget(
+                slant_range_km(r, pos[i]), el, st.lat_deg, st.lon_deg, rf
+            ).rate_bps
+
+        rate[mine] = _mean_over_window(budget, g.aos_s[mine], g.los_s[mine])
+    return rate
 
 
 def _range_extremes(
@@ -143,8 +202,13 @@ def contact_plan(
     step_s: float = DEFAULT_STEP_S,
     tol_s: float = 1e-3,
     progress: bool = False,
+    rf: RfLinkConfig | None = None,
 ) -> ContactPlan:
-    """Ground passes (and laser-link windows when ``isl`` is given) over ``duration_s``."""
+    """Ground passes (and laser-link windows when ``isl`` is given) over ``duration_s``.
+
+    With ``rf`` each pass gets the mean rate of its RF link budget and passes on which no
+    MODCOD closes are dropped; without it every pass gets the nominal rate.
+    """
     if not duration_s > 0:
         raise InputError(f"duration must be positive, got {duration_s} s")
     if not 1.0 <= step_s <= 300.0:
@@ -153,6 +217,8 @@ def contact_plan(
     grid = time_grid(start, n_steps * step_s, step_s)  # uniform, covers the span
     eph = propagate(const, grid)
     ground = ground_contacts(eph, stations, tol_s, progress).clipped(duration_s)
+    ground.rate_bps = ground_rates(eph, stations, ground, rf)
+    ground = ground.select(ground.rate_bps > 0)
     isl_windows = IslContacts.empty()
     if isl is not None:
         links = plus_grid(const, eph.r_teme_km[:, 0], eph.v_teme_km_s[:, 0])

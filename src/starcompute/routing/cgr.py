@@ -169,26 +169,28 @@ def contact_graph(
     n_sat = len(plan.satellites)
     g, isl = plan.ground, plan.isl
     contacts: list[Contact] = []
-    for sta, sat, a, b, r in zip(
+    for sta, sat, a, b, rate, r in zip(
         g.station.tolist(),
         g.satellite.tolist(),
         g.aos_s.tolist(),
         g.los_s.tolist(),
+        g.rate_bps.tolist(),
         g.min_range_km.tolist(),
         strict=True,
     ):
-        contacts.append(Contact(n_sat + sta, sat, a, b, plan.ground_rate_bps, r))
-        contacts.append(Contact(sat, n_sat + sta, a, b, plan.ground_rate_bps, r))
-    for x, y, a, b, r in zip(
+        contacts.append(Contact(n_sat + sta, sat, a, b, rate, r))
+        contacts.append(Contact(sat, n_sat + sta, a, b, rate, r))
+    for x, y, a, b, rate, r in zip(
         isl.a.tolist(),
         isl.b.tolist(),
         isl.start_s.tolist(),
         isl.end_s.tolist(),
+        isl.rate_bps.tolist(),
         isl.max_range_km.tolist(),
         strict=True,
     ):
-        contacts.append(Contact(x, y, a, b, plan.isl_rate_bps, r))
-        contacts.append(Contact(y, x, a, b, plan.isl_rate_bps, r))
+        contacts.append(Contact(x, y, a, b, rate, r))
+        contacts.append(Contact(y, x, a, b, rate, r))
     stations = range(n_sat, n_sat + len(plan.stations))
     return ContactGraph(
         n_nodes=n_sat + len(plan.stations),

@@ -9,7 +9,10 @@ plus the atmosphere margin (acquisition is a temporal notion, honoured by
 store-and-forward routing over the contact plan).
 
 Edge weight = propagation delay (range / c) + per-hop processing delay
-+ serialization delay of the message at the link's rate.
++ serialization delay of the message at the link's rate. Laser rates follow the optical
+model of ``links.budgets`` (full rate to the knee, then ~1/range^2); ground links use
+the nominal rate, or with an ``rf`` config the DVB-S2 link budget at that instant, and
+a ground link on which no MODCOD closes is left out.
 """
 
 from __future__ import annotations
@@ -23,6 +26,12 @@ from scipy.sparse import csr_array
 
 from starcompute.errors import InputError
 from starcompute.ground.stations import GroundStation, stations_ecef_km, stations_up
+from starcompute.links.budgets import (
+    RfLinkConfig,
+    default_processing_delay_s,
+    optical_isl_rate_bps,
+    rf_link_budget,
+)
 from starcompute.links.config import IslConfig, default_ground_rate_bps
 from starcompute.links.geometry import ray_clearance_km
 from starcompute.links.topology import plus_grid
@@ -33,7 +42,6 @@ from starcompute.orbits.propagate import propagate
 from starcompute.times import DatetimeArray, FloatArray
 
 IntArray = npt.NDArray[np.int64]
-DEFAULT_PROCESSING_DELAY_S = 1e-4  # per hop; see data/links.toml [routing]
 
 
 def lookup_node(names: list[str], name: str) -> int:
@@ -54,8 +62,9 @@ class Network:
     stations: list[GroundStation]
     isl: IslConfig = field(default_factory=IslConfig.default)
     ground_relays: bool = False
-    processing_delay_s: float = DEFAULT_PROCESSING_DELAY_S
+    processing_delay_s: float = field(default_factory=default_processing_delay_s)
     ground_rate_bps: float = field(default_factory=default_ground_rate_bps)
+    rf: RfLinkConfig | None = None
     links: IntArray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
     _station_ecef: FloatArray = field(init=False)
     _station_up: FloatArray = field(init=False)
@@ -133,12 +142,12 @@ def satellite_ecef_km(net: Network, times: DatetimeArray) -> FloatArray:
 def snapshot(net: Network, r_ecef_km: FloatArray, size_bytes: float = 0.0) -> Snapshot:
     """The graph at one instant from satellite ECEF positions (N, 3)."""
     src, dst, rng, rate = _isl_edges(net, r_ecef_km)
-    g_src, g_dst, g_rng = _ground_edges(net, r_ecef_km)
+    g_src, g_dst, g_rng, g_rate = _ground_edges(net, r_ecef_km)
     n_isl = len(src) // 2
     src = np.concatenate([src, g_src])
     dst = np.concatenate([dst, g_dst])
     rng = np.concatenate([rng, g_rng])
-    rate = np.concatenate([rate, np.full(len(g_src), net.ground_rate_bps)])
+    rate = np.concatenate([rate, g_rate])
     delay = rng / SPEED_OF_LIGHT_KM_S + net.processing_delay_s + 8.0 * size_bytes / rate
     shape = (net.n_nodes, net.n_nodes)
     return Snapshot(
@@ -155,16 +164,26 @@ def _isl_edges(net: Network, r: FloatArray) -> tuple[IntArray, IntArray, FloatAr
     dist = np.linalg.norm(ra - rb, axis=1)
     up = (dist <= net.isl.max_range_km) & (ray_clearance_km(ra, rb) >= net.isl.atmosphere_margin_km)
     a, b, dist = a[up], b[up], dist[up]
-    rate = np.full(len(a), net.isl.rate_bps)
+    cfg = net.isl
+    rate = optical_isl_rate_bps(dist, cfg.rate_bps, cfg.max_range_km, cfg.knee_km)
     return np.r_[a, b], np.r_[b, a], np.r_[dist, dist], np.r_[rate, rate]
 
 
-def _ground_edges(net: Network, r: FloatArray) -> tuple[IntArray, IntArray, FloatArray]:
+def _ground_edges(net: Network, r: FloatArray) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
     d = r[None, :, :] - net._station_ecef[:, None, :]  # (S, N, 3)
     rng = np.linalg.norm(d, axis=2)
     sin_el = np.einsum("snk,sk->sn", d, net._station_up) / rng
     sta, sat = np.nonzero(sin_el >= net._sin_mask[:, None])
     dist = rng[sta, sat]
+    rate = np.full(len(sta), net.ground_rate_bps)
+    if net.rf is not None:
+        for i in np.unique(sta):
+            k = sta == i
+            el = np.degrees(np.arcsin(sin_el[i, sat[k]]))
+            st = net.stations[i]
+            rate[k] = rf_link_budget(dist[k], el, st.lat_deg, st.lon_deg, net.rf).rate_bps
+        closes = rate > 0
+        sta, sat, dist, rate = sta[closes], sat[closes], dist[closes], rate[closes]
     up_node = net.n_sat + sta
     down_node = up_node if net.ground_relays else up_node + len(net.stations)
-    return np.r_[up_node, sat], np.r_[sat, down_node], np.r_[dist, dist]
+    return np.r_[up_node, sat], np.r_[sat, down_node], np.r_[dist, dist], np.r_[rate, rate]
