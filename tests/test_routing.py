@@ -223,7 +223,9 @@ def test_contact_plan_rates_from_the_rf_budget() -> None:
     x = contact_plan(const, stations, T0, 6 * 3600.0, rf=RfLinkConfig.preset("x-band"))
     assert np.all(nominal.ground.rate_bps == 220e6)
     assert len(x.ground) == len(nominal.ground)  # X-band closes on every pass above 10 deg
-    # the preset spans ~0.2-0.9 Gbps between the horizon and zenith (tests/test_budgets.py)
-    assert x.ground.rate_bps.min() > 1e8 and x.ground.rate_bps.max() < 9e8
+    # the preset spans ~0.2-0.9 Gbps between low elevations and zenith (tests/test_budgets.py);
+    # a grazing pass averages less, because the link closes for only part of it
+    assert x.ground.rate_bps.min() > 0 and x.ground.rate_bps.max() < 9e8
+    assert np.median(x.ground.rate_bps) > 2e8
     high = x.ground.max_elevation_deg > 60
     assert x.ground.rate_bps[high].mean() > x.ground.rate_bps[~high].mean()
