@@ -117,6 +117,7 @@ def test_store_and_forward_over_a_saved_plan(
         (["--from", "Kashgar", "--to", "Sanya", "--at", UP_AT], "did you mean Kashi"),
         (["--from", "Kashi", "--to", "Sanya", "--at", "noon"], "unparseable time"),
         (["--from", "Kashi", "--to", "Sanya", "--at", UP_AT, "--bytes", "-5"], "--bytes"),
+        (["--from", "Kashi", "--to", "Sanya", "--at", UP_AT, "--bytes", "0"], "> 0"),
         (["--from", "Kashi", "--to", "Kashi", "--at", UP_AT], "same node"),
     ],
 )

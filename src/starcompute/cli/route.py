@@ -29,6 +29,8 @@ from starcompute.routing.query import (
 from starcompute.routing.workload import run_routes
 from starcompute.times import format_utc, from_offsets, parse_utc, time_grid
 
+DEFAULT_BUNDLE_BYTES = 1e6
+
 
 def _add_network(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument(
@@ -69,10 +71,9 @@ def register(sub: Any) -> None:
     r.add_argument(
         "--bytes",
         type=float,
-        default=0.0,
         metavar="N",
-        help="message size in bytes (adds serialization delay; store-and-forward "
-        "needs > 0, default 1 MB there)",
+        help="message size in bytes, > 0 (adds serialization delay; default: none for an "
+        "instant route, 1 MB for store-and-forward)",
     )
     r.add_argument(
         "--store-and-forward",
@@ -120,20 +121,20 @@ def _network(args: argparse.Namespace) -> Network:
 
 def run_route(args: argparse.Namespace) -> int:
     at = parse_utc(args.at)
-    if not (np.isfinite(args.bytes) and args.bytes >= 0):
-        raise InputError(f"--bytes must be a size >= 0, got {args.bytes}")
+    if args.bytes is not None and not (np.isfinite(args.bytes) and args.bytes > 0):
+        raise InputError(f"--bytes must be a size > 0 in bytes, got {args.bytes:g}")
     if args.plan is not None:
         return _route_on_plan(args, ContactPlan.read_json(args.plan), at)
     net = _network(args)
     net.links = Network.build(net.const, net.stations, at).links
     if args.store_and_forward:
         plan, eph = _plan_from(net, at, args.horizon_hours)
-        size = args.bytes or 1e6
+        size = args.bytes or DEFAULT_BUNDLE_BYTES
         res = store_and_forward_route(
             plan, args.src, args.dst, at, size, args.ground_relays, geometric_range_fn(net, eph)
         )
         return _report(res, args, f"no store-and-forward route within {args.horizon_hours:g} h")
-    res = snapshot_route(net, args.src, args.dst, at, args.bytes)
+    res = snapshot_route(net, args.src, args.dst, at, args.bytes or 0.0)
     if res is None:
         plan, _ = _plan_from(net, at, args.horizon_hours)
         nxt = next_path_time_s(plan, args.src, args.dst, 0.0, args.ground_relays)
@@ -171,7 +172,7 @@ def _route_on_plan(args: argparse.Namespace, plan: ContactPlan, at: np.datetime6
     if not args.store_and_forward:
         raise InputError("--plan routes over contacts: add --store-and-forward")
     res = store_and_forward_route(
-        plan, args.src, args.dst, at, args.bytes or 1e6, args.ground_relays
+        plan, args.src, args.dst, at, args.bytes or DEFAULT_BUNDLE_BYTES, args.ground_relays
     )
     return _report(res, args, "no store-and-forward route within the plan")
 
