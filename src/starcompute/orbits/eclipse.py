@@ -48,7 +48,38 @@ def penumbra_margin_rad(r_sat_km: FloatArray, r_sun_km: FloatArray) -> FloatArra
 
 def sunlit_fraction(r_sat_km: FloatArray, r_sun_km: FloatArray) -> FloatArray:
     """Fraction of the solar disc visible from the satellite (1 sunlit, 0 umbra)."""
-    a, b, c = shadow_angles(r_sat_km, r_sun_km)
+    return sunlit_fraction_from_angles(*shadow_angles(r_sat_km, r_sun_km))
+
+
+def sunlit_fraction_fast(
+    r_norm_km: FloatArray, r_dot_sun_hat_km: FloatArray, sun_distance_km: FloatArray
+) -> FloatArray:
+    """:func:`sunlit_fraction` from |r|, r . s_hat and |s| (one norm, no vector temporaries).
+
+    Uses |s - r| = |s| - r . s_hat, exact to (|r| / |s|)^2 ~ 2e-9 in LEO.
+    """
+    d_sun = sun_distance_km - r_dot_sun_hat_km
+    a = np.arcsin(RADIUS_SUN_KM / d_sun)
+    b = np.arcsin(np.clip(RADIUS_EARTH_KM / r_norm_km, -1.0, 1.0))
+    cos_c = (r_norm_km**2 - r_dot_sun_hat_km * sun_distance_km) / (r_norm_km * d_sun)
+    c = np.arccos(np.clip(cos_c, -1.0, 1.0))
+    return sunlit_fraction_from_angles(a, b, c)
+
+
+def sunlit_fraction_from_angles(a: FloatArray, b: FloatArray, c: FloatArray) -> FloatArray:
+    """Visible fraction given the apparent radii (a Sun, b Earth) and separation c.
+
+    Most samples are fully lit or in umbra; only the penumbral ones pay for the
+    circle-overlap area (the ``_disc_overlap`` of the two apparent discs)."""
+    frac = np.where(c >= a + b, 1.0, 0.0)
+    partial = (c < a + b) & (c > b - a)
+    if np.any(partial):
+        frac[partial] = _disc_overlap(a[partial], b[partial], c[partial])
+    return np.asarray(frac)
+
+
+def _disc_overlap(a: FloatArray, b: FloatArray, c: FloatArray) -> FloatArray:
+    """Visible fraction of a disc of radius a behind a disc of radius b, centres c apart."""
     a2, b2, c2 = a * a, b * b, np.maximum(c, 1e-12) ** 2
     x = np.clip((c2 + a2 - b2) / (2.0 * np.maximum(c, 1e-12)), -a, a)
     y = np.sqrt(np.maximum(a2 - x * x, 0.0))
@@ -57,10 +88,7 @@ def sunlit_fraction(r_sat_km: FloatArray, r_sun_km: FloatArray) -> FloatArray:
         + b2 * np.arccos(np.clip((c - x) / b, -1.0, 1.0))
         - c * y
     )
-    frac = 1.0 - overlap / (np.pi * a2)
-    frac = np.where(c >= a + b, 1.0, frac)
-    frac = np.where(c <= b - a, 0.0, frac)
-    return np.asarray(np.clip(frac, 0.0, 1.0))
+    return np.asarray(np.clip(1.0 - overlap / (np.pi * a2), 0.0, 1.0))
 
 
 def beta_angle_deg(

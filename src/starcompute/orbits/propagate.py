@@ -83,6 +83,19 @@ class Ephemeris:
         )
         return r, v
 
+    def positions_at(self, t_s: FloatArray) -> FloatArray:
+        """TEME positions of every satellite at seconds ``t_s`` (n,), shape (N, n, 3)."""
+        h = self.step_s
+        k = np.clip(np.floor(t_s / h).astype(np.int64), 0, len(self.times) - 2)
+        s = ((t_s - k * h) / h)[None, :, None]
+        s2, s3 = s * s, s * s * s
+        return np.asarray(
+            (2 * s3 - 3 * s2 + 1) * self.r_teme_km[:, k]
+            + (s3 - 2 * s2 + s) * h * self.v_teme_km_s[:, k]
+            + (-2 * s3 + 3 * s2) * self.r_teme_km[:, k + 1]
+            + (s3 - s2) * h * self.v_teme_km_s[:, k + 1]
+        )
+
     def r_ecef_at(self, sat: IntArray, t_s: FloatArray) -> FloatArray:
         r, _ = self.state_at(sat, t_s)
         return teme_to_ecef(r, from_offsets(self.start, t_s))

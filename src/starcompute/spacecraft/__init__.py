@@ -1,0 +1,1 @@
+"""The spacecraft: its environment and the hardware that has to live in it."""
