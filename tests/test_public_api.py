@@ -52,7 +52,18 @@ def test_lower_layers_do_not_import_higher_ones() -> None:
     import ast
     from pathlib import Path
 
-    order = ["errors", "data", "times", "orbits", "ground", "links", "spacecraft", "routing", "cli"]
+    order = [
+        "errors",
+        "data",
+        "times",
+        "orbits",
+        "ground",
+        "links",
+        "spacecraft",
+        "compute",
+        "routing",
+        "cli",
+    ]
     root = Path(starcompute.__file__).parent
     for path in root.rglob("*.py"):
         rel = path.relative_to(root).parts

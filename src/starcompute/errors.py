@@ -26,14 +26,14 @@ class InputError(StarcomputeError, ValueError):
 class UnknownPresetError(InputError, KeyError):
     """A preset name that does not exist; the message lists the presets that do."""
 
-    def __init__(self, kind: str, name: str, available: list[str]) -> None:
+    def __init__(
+        self, kind: str, name: str, available: list[str], files_allowed: bool = True
+    ) -> None:
         self.kind = kind
         self.name = name
         self.available = available
-        super().__init__(
-            f"unknown {kind} preset {name!r}: choose one of {', '.join(available)} "
-            f"or give a file path"
-        )
+        tail = " or give a file path" if files_allowed else ""
+        super().__init__(f"unknown {kind} {name!r}: choose one of {', '.join(available)}{tail}")
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
         return str(self.args[0])

@@ -10,10 +10,19 @@ import sys
 from collections.abc import Sequence
 
 from starcompute import __version__
-from starcompute.cli import constellation, contacts, eclipses, power, route, stations
+from starcompute.cli import (
+    constellation,
+    contacts,
+    eclipses,
+    hardware,
+    infer,
+    power,
+    route,
+    stations,
+)
 from starcompute.errors import InputError
 
-GROUPS = (constellation, stations, contacts, eclipses, route, power)
+GROUPS = (constellation, stations, contacts, eclipses, route, power, hardware, infer)
 
 
 class _Parser(argparse.ArgumentParser):

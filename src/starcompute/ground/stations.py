@@ -116,7 +116,7 @@ def _load_one(spec: str) -> list[GroundStation]:
         return parse_stations_csv(path.read_text(encoding="utf-8"), spec)
     if path.suffix or "/" in spec:
         raise InputError(f"no such file: {spec}")
-    raise UnknownPresetError("station", spec, station_presets())
+    raise UnknownPresetError("station preset", spec, station_presets())
 
 
 def load_stations(spec: str, min_elevation_deg: float | None = None) -> list[GroundStation]:

@@ -247,7 +247,7 @@ class RfLinkConfig:
         """A ``[rf.<name>]`` table of ``data/links.toml`` (``x-band``, ``ka-band``)."""
         presets: dict[str, dict[str, Any]] = _links_toml().get("rf", {})
         if name not in presets:
-            raise UnknownPresetError("RF link", name, sorted(presets))
+            raise UnknownPresetError("RF link preset", name, sorted(presets), files_allowed=False)
         values: dict[str, Any] = {"band": name}
         values.update({k: float(v) for k, v in presets[name].items()})
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -266,7 +266,7 @@ def load_constellation(spec: str | Path) -> Constellation:
     if not path.exists():
         if path.suffix or "/" in text_spec:
             raise InputError(f"no such file: {text_spec}")
-        raise UnknownPresetError("constellation", text_spec, constellation_presets())
+        raise UnknownPresetError("constellation preset", text_spec, constellation_presets())
     if path.suffix.lower() == ".toml":
         return constellation_from_toml(path, path.read_text(encoding="utf-8"), path.stem)
     return from_element_sets(path.stem, read_element_file(_existing(path)))

@@ -38,8 +38,14 @@ class Compute:
     memory_gb: float
     memory_bandwidth_gb_s: float
     storage_tb: float
+    prefill_efficiency: float = 0.5  # fraction of peak ops/s reached in prefill
+    decode_efficiency: float = 0.6  # fraction of memory bandwidth reached in decode
+    step_overhead_s: float = 0.0  # fixed cost per forward pass (launches, framework)
 
     def validate(self, where: str) -> None:
+        for name in ("prefill_efficiency", "decode_efficiency"):
+            _fraction(where, name, getattr(self, name))
+        _non_negative(where, "step_overhead_s", self.step_overhead_s)
         if not self.peak_ops_per_s:
             raise InputError(f"{where}: peak_ops_per_s needs at least one precision")
         for precision, ops in self.peak_ops_per_s.items():
@@ -216,4 +222,4 @@ def load_hardware(spec: str | Path) -> HardwareProfile:
         return profile_from_toml(path.read_text(encoding="utf-8"), text_spec)
     if path.suffix or "/" in text_spec:
         raise InputError(f"no such file: {text_spec}")
-    raise UnknownPresetError("hardware", text_spec, hardware_presets())
+    raise UnknownPresetError("hardware profile", text_spec, hardware_presets())

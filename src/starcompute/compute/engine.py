@@ -1,0 +1,85 @@
+"""The engine interface, free of torch: what mission control and the simulator import.
+
+An engine turns a batch of :class:`GenerationRequest` into :class:`Completion` objects
+with token counts and timings. The real engine (``compute.real``, PyTorch +
+transformers) and the simulated engine (``compute.perf``, a calibrated model of space
+hardware) both implement it; importing this module never loads a model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from starcompute.errors import InputError
+
+TokenCallback = Callable[[int, str], None]  # (request index, text piece)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+    def __post_init__(self) -> None:
+        if self.role not in ("system", "user", "assistant"):
+            raise InputError(f"message role must be system, user or assistant, got {self.role!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """A prompt (raw text) or chat messages, and how to sample the answer."""
+
+    prompt: str | None = None
+    messages: tuple[Message, ...] = ()
+    max_tokens: int = 128
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    ignore_eos: bool = False  # generate exactly max_tokens (benchmarks)
+
+    def __post_init__(self) -> None:
+        if (self.prompt is None) == (not self.messages):
+            raise InputError("give either a prompt or chat messages, not both or neither")
+        if not (
+            isinstance(self.max_tokens, int)
+            and not isinstance(self.max_tokens, bool)
+            and self.max_tokens > 0
+        ):
+            raise InputError(f"max tokens must be a positive integer, got {self.max_tokens!r}")
+        if not (math.isfinite(self.temperature) and 0.0 <= self.temperature <= 5.0):
+            raise InputError(f"temperature must be within 0..5, got {self.temperature}")
+        if not (0.0 < self.top_p <= 1.0):
+            raise InputError(f"top_p must be within (0, 1], got {self.top_p}")
+
+
+@dataclass(slots=True)
+class Completion:
+    """One answer with its accounting (times in seconds, wall clock or predicted)."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" (EOS or a stop string) | "length"
+    time_to_first_token_s: float
+    total_s: float
+    token_ids: list[int] = field(default_factory=list)
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        decode_s = self.total_s - self.time_to_first_token_s
+        return (self.completion_tokens - 1) / decode_s if decode_s > 0 else float("nan")
+
+
+class Engine(Protocol):
+    """Anything that answers batches of requests."""
+
+    name: str
+    context_window: int
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], on_token: TokenCallback | None = None
+    ) -> list[Completion]: ...
