@@ -40,8 +40,24 @@ def register(sub: Any) -> None:
     p.add_argument("--system", help="system message")
     p.add_argument("--raw", action="store_true", help="complete the prompt as plain text")
     p.add_argument("--stream", action="store_true", help="print tokens as they come")
+    p.add_argument(
+        "--backend",
+        choices=["transformers", "llamacpp"],
+        default="transformers",
+        help="inference backend (llamacpp needs the [llamacpp] extra)",
+    )
     add_json(p)
     p.set_defaults(run=run)
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    if args.backend == "llamacpp":
+        from starcompute.compute.llamacpp import LlamaCppEngine
+
+        return LlamaCppEngine(args.model)
+    from starcompute.compute.real import TransformersEngine
+
+    return TransformersEngine(args.model)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,10 +77,9 @@ def run(args: argparse.Namespace) -> int:
         top_p=args.top_p,
         seed=args.seed,
     )
-    from starcompute.compute.real import TransformersEngine
-
-    engine = TransformersEngine(args.model)
-    engine.encode(request)  # context-window check before any output
+    engine = _engine(args)
+    if hasattr(engine, "encode"):
+        engine.encode(request)  # context-window check before any output
     stream = args.stream and not args.json
 
     def on_token(_: int, piece: str) -> None:
