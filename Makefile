@@ -16,11 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/starcompute constellation show three-body-12
-	$(BIN)/starcompute contacts --constellation three-body-12 --stations china,ksat --start 2025-11-20T00:00:00Z --hours 6 --isl
-	$(BIN)/starcompute route --constellation three-body-12 --stations china,ksat --from Kashi --to KSAT-SvalSat --at 2025-11-20T03:45:00Z
-	$(BIN)/starcompute infer "What is the capital of France?" --max-tokens 32
-	$(BIN)/starcompute hardware estimate --model qwen3-8b --profile three-body-sat
+	$(BIN)/starcompute demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

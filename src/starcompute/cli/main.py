@@ -16,13 +16,24 @@ from starcompute.cli import (
     eclipses,
     hardware,
     infer,
+    mission,
     power,
     route,
     stations,
 )
 from starcompute.errors import InputError
 
-GROUPS = (constellation, stations, contacts, eclipses, route, power, hardware, infer)
+GROUPS = (
+    constellation,
+    stations,
+    contacts,
+    eclipses,
+    route,
+    power,
+    hardware,
+    infer,
+    mission,
+)
 
 
 class _Parser(argparse.ArgumentParser):

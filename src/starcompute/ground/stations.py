@@ -11,12 +11,11 @@ import csv
 import io
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from starcompute.data import data_dir, preset_names
-from starcompute.errors import InputError, UnknownPresetError
+from starcompute.data import preset_names, read_preset_or_file
+from starcompute.errors import InputError
 from starcompute.orbits.frames import geodetic_to_ecef, up_vector
 from starcompute.times import FloatArray
 
@@ -108,15 +107,7 @@ def station_presets() -> list[str]:
 
 
 def _load_one(spec: str) -> list[GroundStation]:
-    if spec in station_presets():
-        entry = data_dir("stations").joinpath(f"{spec}.csv")
-        return parse_stations_csv(entry.read_text(encoding="utf-8"), spec)
-    path = Path(spec)
-    if path.is_file():
-        return parse_stations_csv(path.read_text(encoding="utf-8"), spec)
-    if path.suffix or "/" in spec:
-        raise InputError(f"no such file: {spec}")
-    raise UnknownPresetError("station preset", spec, station_presets())
+    return parse_stations_csv(read_preset_or_file("stations", ".csv", spec, "station preset"), spec)
 
 
 def load_stations(spec: str, min_elevation_deg: float | None = None) -> list[GroundStation]:

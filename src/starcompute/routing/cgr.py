@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from starcompute.errors import InputError
 from starcompute.links.contact_plan import ContactPlan
@@ -111,10 +112,18 @@ class ContactGraph:
         arrive = depart + tx_s + rng / SPEED_OF_LIGHT_KM_S + self.processing_delay_s
         return BundleHop(c.src, c.dst, depart, arrive, rng, i)
 
-    def earliest_arrival(
-        self, src: int, dst: int, t_s: float, size_bytes: float, reserve: bool = True
-    ) -> BundleRoute | None:
-        """The earliest-arrival route, booked into the contacts when ``reserve``."""
+    def search(
+        self,
+        src: int | frozenset[int],
+        t_s: float,
+        size_bytes: float,
+        targets: frozenset[int] = frozenset(),
+    ) -> Arrivals:
+        """Earliest arrival at every node (or until the first of ``targets`` is settled).
+
+        ``src`` may be a set of nodes that all hold the bundle at ``t_s`` (a query that
+        the terrestrial network can hand to any ground station)."""
+        sources = frozenset([src]) if isinstance(src, int) else src
         if not 0.0 <= t_s <= self.horizon_s:
             raise InputError(
                 f"start {t_s:g} s is outside the contact plan (0..{self.horizon_s:g} s)"
@@ -122,16 +131,16 @@ class ContactGraph:
         if not size_bytes > 0:
             raise InputError(f"bundle size must be > 0 bytes, got {size_bytes}")
         best = np.full(self.n_nodes, np.inf)
-        best[src] = t_s
+        best[list(sources)] = t_s
         via: dict[int, BundleHop] = {}
-        heap = [(t_s, src)]
+        heap = [(t_s, u) for u in sorted(sources)]
         while heap:
             t, u = heapq.heappop(heap)
             if t > best[u]:
                 continue
-            if u == dst:
+            if u in targets:
                 break
-            if u != src and u in self.relays:
+            if u not in sources and u in self.relays:
                 continue
             for i in self._out[u]:
                 hop = self._hop(i, t, size_bytes)
@@ -139,18 +148,41 @@ class ContactGraph:
                     best[hop.dst] = hop.arrive_s
                     via[hop.dst] = hop
                     heapq.heappush(heap, (hop.arrive_s, hop.dst))
-        if not np.isfinite(best[dst]) or dst == src:
+        return Arrivals(sources, best, via)
+
+    def book(self, route: BundleRoute, size_bytes: float) -> None:
+        """Reserve the route's transmission intervals in its contacts."""
+        for h in route.hops:
+            self.contacts[h.contact].reserve(
+                h.depart_s, 8.0 * size_bytes / self.contacts[h.contact].rate_bps
+            )
+
+    def earliest_arrival(
+        self, src: int, dst: int, t_s: float, size_bytes: float, reserve: bool = True
+    ) -> BundleRoute | None:
+        """The earliest-arrival route, booked into the contacts when ``reserve``."""
+        route = self.search(src, t_s, size_bytes, frozenset([dst])).route_to(dst)
+        if route is not None and reserve:
+            self.book(route, size_bytes)
+        return route
+
+
+@dataclass(slots=True)
+class Arrivals:
+    """The result of one search: earliest arrival per node and the hop that achieved it."""
+
+    sources: frozenset[int]
+    best_s: npt.NDArray[np.float64]
+    via: dict[int, BundleHop]
+
+    def route_to(self, dst: int) -> BundleRoute | None:
+        if dst in self.sources or not np.isfinite(self.best_s[dst]):
             return None
         hops, node = [], dst
-        while node != src:
-            hops.append(via[node])
-            node = via[node].src
+        while node not in self.sources:
+            hops.append(self.via[node])
+            node = self.via[node].src
         hops.reverse()
-        if reserve:
-            for h in hops:
-                self.contacts[h.contact].reserve(
-                    h.depart_s, 8.0 * size_bytes / self.contacts[h.contact].rate_bps
-                )
         return BundleRoute(hops)
 
 

@@ -13,8 +13,8 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from starcompute.data import data_dir, preset_names
-from starcompute.errors import InputError, UnknownPresetError
+from starcompute.data import preset_names, read_preset_or_file
+from starcompute.errors import InputError
 
 POINTINGS = ("sun-tracking", "fixed")
 
@@ -213,13 +213,5 @@ def hardware_presets() -> list[str]:
 
 def load_hardware(spec: str | Path) -> HardwareProfile:
     """A preset name (see :func:`hardware_presets`) or a profile TOML file."""
-    text_spec = str(spec)
-    if text_spec in hardware_presets():
-        entry = data_dir("hardware").joinpath(f"{text_spec}.toml")
-        return profile_from_toml(entry.read_text(encoding="utf-8"), text_spec)
-    path = Path(text_spec)
-    if path.is_file():
-        return profile_from_toml(path.read_text(encoding="utf-8"), text_spec)
-    if path.suffix or "/" in text_spec:
-        raise InputError(f"no such file: {text_spec}")
-    raise UnknownPresetError("hardware profile", text_spec, hardware_presets())
+    text = read_preset_or_file("hardware", ".toml", str(spec), "hardware profile")
+    return profile_from_toml(text, str(spec))

@@ -1,0 +1,1 @@
+"""Mission control: the query lifecycle from a ground station to an orbiting model and back."""

@@ -1,0 +1,289 @@
+"""Mission control: where a query runs and how it travels, and when it is delivered.
+
+For a query submitted at a ground station at time t, mission control chooses the serving
+satellite by a policy, routes the query up over the contact plan (store-and-forward:
+it may wait for a pass, and relay over laser links), queues it on the satellite, predicts
+the inference time with the performance model of that satellite's hardware, and routes
+the answer down to whichever ground station delivers it first. Every second of the
+total is attributed to one part: waiting for contacts, uplink, laser hops, queue,
+inference, downlink; the parts add up to delivered - submitted exactly.
+
+Policies:
+* ``nearest``: the satellite of the first uplink contact serves;
+* ``earliest-completion`` (default): the inference satellite that minimises the
+  predicted delivery time;
+* ``energy-aware``: like earliest-completion among satellites in sunlight when the
+  inference would start (battery not drawn), falling back to all if none can meet the
+  deadline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from starcompute.compute.cards import load_card
+from starcompute.compute.perf import ComputeTarget, PerformanceModel
+from starcompute.errors import InputError, StarcomputeError
+from starcompute.ground.stations import GroundStation
+from starcompute.links.config import IslConfig
+from starcompute.links.contact_plan import ContactPlan
+from starcompute.links.contacts import contact_plan
+from starcompute.orbits.constellation import Constellation
+from starcompute.orbits.eclipse import sunlit_fraction
+from starcompute.orbits.propagate import Ephemeris, propagate
+from starcompute.orbits.sun import sun_position_teme_km
+from starcompute.routing.cgr import Arrivals, BundleRoute, ContactGraph, contact_graph
+from starcompute.routing.network import Network, lookup_node
+from starcompute.routing.query import geometric_range_fn
+from starcompute.spacecraft.hardware import load_hardware
+from starcompute.times import format_utc, from_offsets, offsets_s, time_grid
+
+POLICIES = ("nearest", "earliest-completion", "energy-aware")
+PARTS = ("wait_for_contact", "uplink", "isl", "queue", "inference", "downlink")
+
+
+class DeadlineError(StarcomputeError):
+    """The query cannot be answered before its deadline; ``earliest`` says when it can."""
+
+    def __init__(self, deadline_s: float, earliest: np.datetime64 | None) -> None:
+        self.earliest = earliest
+        when = (
+            f"earliest delivery {format_utc(earliest)}"
+            if earliest is not None
+            else ("no delivery possible within the plan")
+        )
+        super().__init__(f"deadline of {deadline_s:g} s cannot be met; {when}")
+
+
+@dataclass(slots=True)
+class Trace:
+    """Where a query went and where its time went (seconds; times UTC)."""
+
+    submitted: np.datetime64
+    delivered: np.datetime64
+    uplink_station: str
+    serving_satellite: str
+    downlink_station: str
+    path_up: list[str]
+    path_down: list[str]
+    timings_s: dict[str, float]
+    policy: str
+    uplink_at: np.datetime64  # when the query left the ground
+
+    @property
+    def total_s(self) -> float:
+        return float(offsets_s(self.delivered, self.submitted))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "uplink_station": self.uplink_station,
+            "serving_satellite": self.serving_satellite,
+            "downlink_station": self.downlink_station,
+            "path_up": self.path_up,
+            "path_down": self.path_down,
+            "policy": self.policy,
+            "timings_s": {
+                **{k: round(v, 6) for k, v in self.timings_s.items()},
+                "total": round(self.total_s, 6),
+            },
+            "uplink_at": format_utc(self.uplink_at),
+            "submitted": format_utc(self.submitted),
+            "delivered": format_utc(self.delivered),
+        }
+
+
+@dataclass(slots=True)
+class Mission:
+    """A constellation, its ground network and contact plan over a horizon."""
+
+    const: Constellation
+    stations: list[GroundStation]
+    plan: ContactPlan
+    eph: Ephemeris
+    graph: ContactGraph
+    timing_card: str
+    quant: str = "int8"
+    busy_until_s: dict[int, float] = field(default_factory=dict)  # per-satellite queue
+
+    @classmethod
+    def build(
+        cls,
+        const: Constellation,
+        stations: list[GroundStation],
+        start: np.datetime64,
+        horizon_s: float,
+        timing_card: str = "qwen3-8b",
+        quant: str = "int8",
+    ) -> Mission:
+        load_card(timing_card)  # fail early on an unknown card
+        plan = contact_plan(const, stations, start, horizon_s, isl=IslConfig.default())
+        grid = time_grid(start, np.ceil(horizon_s / 60.0) * 60.0, 60.0)
+        eph = propagate(const, grid)
+        net = Network(const, stations)
+        graph = contact_graph(plan, range_fn=geometric_range_fn(net, eph))
+        return cls(const, stations, plan, eph, graph, timing_card, quant)
+
+    @property
+    def n_sat(self) -> int:
+        return len(self.const)
+
+    def names(self) -> list[str]:
+        return self.plan.satellites + self.plan.stations
+
+    def inference_s(self, sat: int, prompt_tokens: int, output_tokens: int) -> float:
+        target = ComputeTarget.from_profile(load_hardware(self.const.hardware[sat]))
+        model = PerformanceModel(load_card(self.timing_card), target, self.quant)
+        return model.estimate(prompt_tokens, output_tokens).total_s
+
+    def submit(
+        self,
+        station: str | None,
+        at: np.datetime64,
+        prompt_tokens: int,
+        output_tokens: int,
+        query_bytes: int,
+        answer_bytes: int,
+        policy: str = "earliest-completion",
+        deadline_s: float = 3600.0,
+        commit: bool = True,
+    ) -> Trace:
+        """Plan one query; with ``commit`` its link time and queue slot are booked.
+
+        ``station`` None: the ground network hands the query to whichever station gets it
+        up first (terrestrial backhaul taken as instantaneous)."""
+        if policy not in POLICIES:
+            raise InputError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
+        if not deadline_s > 0:
+            raise InputError(f"deadline must be > 0 s, got {deadline_s}")
+        src = self._sources(station)
+        t0 = float(offsets_s(at, self.plan.start))
+        if not 0.0 <= t0 < self.plan.duration_s:
+            raise InputError(
+                f"{format_utc(at)} is outside the mission's contact plan "
+                f"({format_utc(self.plan.start)} .. {format_utc(self.plan.end)})"
+            )
+        up = self.graph.search(src, t0, query_bytes)
+        best = self._choose(
+            src, up, t0, prompt_tokens, output_tokens, answer_bytes, policy, deadline_s
+        )
+        if best is None:
+            raise DeadlineError(deadline_s, None)
+        delivered_s, sat, route_up, route_down, queue_s, infer_s = best
+        if delivered_s - t0 > deadline_s:
+            raise DeadlineError(deadline_s, from_offsets(self.plan.start, [delivered_s])[0])
+        if commit:
+            self.graph.book(route_up, query_bytes)
+            self.graph.book(route_down, answer_bytes)
+            self.busy_until_s[sat] = route_down.hops[0].depart_s if route_down.hops else 0.0
+        return self._trace(at, t0, sat, route_up, route_down, queue_s, infer_s, policy)
+
+    def _sources(self, station: str | None) -> frozenset[int]:
+        if station is None:
+            return frozenset(range(self.n_sat, self.n_sat + len(self.stations)))
+        node = lookup_node(self.names(), station)
+        if node < self.n_sat:
+            raise InputError(f"{station!r} is a satellite: queries start at a ground station")
+        return frozenset([node])
+
+    def _choose(
+        self,
+        src: frozenset[int],
+        up: Arrivals,
+        t0: float,
+        prompt_tokens: int,
+        output_tokens: int,
+        answer_bytes: int,
+        policy: str,
+        deadline_s: float,
+    ) -> tuple[float, int, BundleRoute, BundleRoute, float, float] | None:
+        candidates = [
+            s
+            for s in range(self.n_sat)
+            if self.const.roles[s] == "inference" and np.isfinite(up.best_s[s])
+        ]
+        if policy == "nearest":
+            first = [s for s in candidates if up.via[s].src in src]
+            candidates = [min(first, key=lambda s: up.best_s[s])] if first else []
+        results = [
+            r
+            for s in candidates
+            if (r := self._serve(s, up, prompt_tokens, output_tokens, answer_bytes))
+        ]
+        if policy == "energy-aware":
+            lit = [
+                r for r in results if self._sunlit(r[1], r[0] - r[5]) and r[0] - t0 <= deadline_s
+            ]
+            results = lit or results
+        return min(results, key=lambda r: r[0]) if results else None
+
+    def _serve(
+        self, sat: int, up: Arrivals, prompt_tokens: int, output_tokens: int, answer_bytes: int
+    ) -> tuple[float, int, BundleRoute, BundleRoute, float, float] | None:
+        route_up = up.route_to(sat)
+        if route_up is None:
+            return None
+        arrive = float(up.best_s[sat])
+        start = max(arrive, self.busy_until_s.get(sat, 0.0))
+        infer = self.inference_s(sat, prompt_tokens, output_tokens)
+        if start + infer >= self.plan.duration_s:
+            return None
+        stations = frozenset(range(self.n_sat, self.n_sat + len(self.stations)))
+        down = self.graph.search(sat, start + infer, answer_bytes, stations)
+        reached = [s for s in stations if np.isfinite(down.best_s[s])]
+        if not reached:
+            return None
+        dst = min(reached, key=lambda s: down.best_s[s])
+        route_down = down.route_to(dst)
+        if route_down is None:
+            return None
+        return (float(down.best_s[dst]), sat, route_up, route_down, start - arrive, infer)
+
+    def _sunlit(self, sat: int, t_s: float) -> bool:
+        r, _ = self.eph.state_at(np.array([sat]), np.array([t_s]))
+        sun = sun_position_teme_km(from_offsets(self.plan.start, [t_s]))
+        return bool(sunlit_fraction(r, sun)[0] > 0.5)
+
+    def _trace(
+        self,
+        at: np.datetime64,
+        t0: float,
+        sat: int,
+        up: BundleRoute,
+        down: BundleRoute,
+        queue_s: float,
+        infer_s: float,
+        policy: str,
+    ) -> Trace:
+        names = self.names()
+        parts = dict.fromkeys(PARTS, 0.0)
+        parts["queue"], parts["inference"] = queue_s, infer_s
+        ready = t0
+        for route, start_ready in ((up, t0), (down, None)):
+            ready = start_ready if start_ready is not None else ready + queue_s + infer_s
+            for hop in route.hops:
+                parts["wait_for_contact"] += hop.depart_s - ready
+                kind = (
+                    "uplink"
+                    if hop.src >= self.n_sat
+                    else "downlink"
+                    if hop.dst >= self.n_sat
+                    else "isl"
+                )
+                parts[kind] += hop.arrive_s - hop.depart_s
+                ready = hop.arrive_s
+        delivered = from_offsets(self.plan.start, [ready])[0]
+        return Trace(
+            submitted=at,
+            delivered=delivered,
+            uplink_station=names[up.hops[0].src],
+            serving_satellite=names[sat],
+            downlink_station=names[down.hops[-1].dst],
+            path_up=[names[n] for n in up.nodes()],
+            path_down=[names[n] for n in down.nodes()],
+            timings_s=parts,
+            policy=policy,
+            uplink_at=from_offsets(self.plan.start, [up.hops[0].depart_s])[0],
+        )

@@ -1,0 +1,179 @@
+"""Mission control end to end: timings that add up and respect light time, waiting for
+the predicted pass, policies that differ, the wire format, the ask/demo commands."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from starcompute import InputError, load_constellation, load_stations, parse_utc
+from starcompute.cli.main import main
+from starcompute.mission.control import PARTS, DeadlineError, Mission
+from starcompute.mission.wire import (
+    AnswerPacket,
+    QueryPacket,
+    WireError,
+    WireStats,
+    decode,
+    encode,
+)
+from starcompute.orbits.constants import SPEED_OF_LIGHT_KM_S
+from starcompute.times import offsets_s
+
+START = parse_utc("2025-11-20T00:00:00Z")
+
+
+@pytest.fixture(scope="module")
+def mission() -> Mission:
+    return Mission.build(
+        load_constellation("three-body-12"), load_stations("china"), START, 24 * 3600.0
+    )
+
+
+def _first_pass(mission: Mission, station: str) -> tuple[float, float]:
+    g = mission.plan.ground
+    k = mission.plan.stations.index(station)
+    mine = np.flatnonzero(g.station == k)
+    i = mine[np.argmin(g.aos_s[mine])]
+    return float(g.aos_s[i]), float(g.los_s[i])
+
+
+def test_timings_add_up_and_respect_light_time(mission: Mission) -> None:
+    """The parts sum to delivered - submitted; the up- and downlink each take at least the
+    light time over the satellite's altitude (~500 km: 1.6 ms)."""
+    for minute in (0, 55, 230, 400):
+        at = START + np.timedelta64(minute * 60, "s")
+        tr = mission.submit(None, at, 40, 64, 200, 600, deadline_s=86400.0, commit=False)
+        parts = tr.timings_s
+        assert set(parts) == set(PARTS)
+        assert sum(parts.values()) == pytest.approx(tr.total_s, abs=1e-6)
+        assert all(v >= 0 for v in parts.values())
+        assert parts["uplink"] >= 480.0 / SPEED_OF_LIGHT_KM_S
+        assert parts["downlink"] >= 480.0 / SPEED_OF_LIGHT_KM_S
+        assert parts["inference"] > 0
+
+
+def test_query_in_view_completes_within_the_pass(mission: Mission) -> None:
+    aos, los = _first_pass(mission, "Jiamusi")
+    at = mission.plan.start + np.timedelta64(int((aos + 10.0) * 1e9), "ns")
+    tr = mission.submit("Jiamusi", at, 40, 64, 200, 600, commit=False)
+    assert tr.timings_s["wait_for_contact"] == pytest.approx(0.0, abs=1e-6)
+    assert float(offsets_s(tr.delivered, mission.plan.start)) < los
+
+
+def test_query_with_nothing_in_view_waits_for_the_predicted_pass(mission: Mission) -> None:
+    """Kashi sees no satellite at the start: the query leaves at the first Kashi AOS that
+    the contact plan predicts (to the millisecond) and waits at least that long."""
+    aos, _ = _first_pass(mission, "Kashi")
+    assert aos > 600.0
+    tr = mission.submit(
+        "Kashi", START, 40, 64, 200, 600, policy="nearest", deadline_s=86400.0, commit=False
+    )
+    assert tr.uplink_station == "Kashi"
+    assert float(offsets_s(tr.uplink_at, mission.plan.start)) == pytest.approx(aos, abs=1e-3)
+    assert tr.timings_s["wait_for_contact"] >= aos - 1e-3
+
+
+def test_nearest_and_earliest_completion_differ_when_relaying_beats_waiting(
+    mission: Mission,
+) -> None:
+    """The first satellite over Jiamusi is busy for 2 hours: `nearest` queues behind it,
+    `earliest-completion` relays over the laser ring to an idle satellite."""
+    aos, _ = _first_pass(mission, "Jiamusi")
+    at = mission.plan.start + np.timedelta64(int((aos + 5.0) * 1e9), "ns")
+    first = mission.submit("Jiamusi", at, 40, 64, 200, 600, "nearest", commit=False)
+    sat = mission.const.index(first.serving_satellite)
+    mission.busy_until_s[sat] = aos + 7200.0
+    try:
+        near = mission.submit("Jiamusi", at, 40, 64, 200, 600, "nearest", 24 * 3600.0, commit=False)
+        best = mission.submit("Jiamusi", at, 40, 64, 200, 600, "earliest-completion", commit=False)
+    finally:
+        del mission.busy_until_s[sat]
+    assert near.timings_s["queue"] > 7000.0
+    assert best.serving_satellite != near.serving_satellite
+    assert best.timings_s["isl"] > 0 and best.total_s < near.total_s
+
+
+def test_deadline_and_bad_input(mission: Mission) -> None:
+    with pytest.raises(DeadlineError, match="earliest delivery 2025-11-20T"):
+        mission.submit("Kashi", START, 40, 64, 200, 600, deadline_s=60.0, commit=False)
+    with pytest.raises(InputError, match="did you mean"):
+        mission.submit("Kashgar", START, 40, 64, 200, 600)
+    with pytest.raises(InputError, match="outside the mission"):
+        mission.submit(None, parse_utc("2025-11-23T00:00:00Z"), 40, 64, 200, 600)
+    with pytest.raises(InputError, match="policy"):
+        mission.submit(None, START, 40, 64, 200, 600, policy="fastest")
+
+
+def test_packets_round_trip_and_corruption_is_rejected() -> None:
+    q = QueryPacket(42, "smollm2", "Qu'est-ce que l'orbite ? 轨道", 64, 0.7, 0.9)
+    a = AnswerPacket(42, "A path around a body.", 7, "stop")
+    assert decode(encode(q, 5)) == q and decode(encode(a, 6)) == a
+    stats = WireStats()
+    good = encode(q)
+    corrupt = [
+        good[:4],
+        good[:-1],
+        good + b"\0",
+        good[:10] + bytes([good[10] ^ 0xFF]) + good[11:],
+        bytes([0x1F]) + good[1:],
+    ]
+    for packet in corrupt:
+        with pytest.raises(WireError):
+            decode(packet, stats)
+    assert sum(stats.rejected.values()) == len(corrupt) and stats.accepted == 0
+    assert {"short", "length", "crc"} <= set(stats.rejected)
+
+
+def test_ask_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "ask",
+            "What is the capital of France?",
+            "--at",
+            "2025-11-20T00:30:00Z",
+            "--max-tokens",
+            "16",
+            "--json",
+        ]
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and "Paris" in doc["answer"]
+    trace = doc["trace"]
+    for key in (
+        "uplink_station",
+        "serving_satellite",
+        "downlink_station",
+        "path_up",
+        "path_down",
+        "timings_s",
+        "submitted",
+        "delivered",
+    ):
+        assert key in trace
+    t = trace["timings_s"]
+    assert sum(v for k, v in t.items() if k != "total") == pytest.approx(t["total"], abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ask", "   ", "--at", "2025-11-20T00:30:00Z"], "empty"),
+        (
+            ["ask", "hi", "--from-station", "Atlantis", "--at", "2025-11-20T00:30:00Z"],
+            "unknown node",
+        ),
+        (["ask", "hi", "--at", "yesterday"], "unparseable time"),
+        (["ask", "hi", "--policy", "fastest"], "invalid choice"),
+    ],
+)
+def test_ask_bad_input(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    if message == "invalid choice":  # argparse rejects it: usage error, exit code 2
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        assert exc.value.code == 2
+    else:
+        assert main(args) == 2
+    assert message in capsys.readouterr().err
