@@ -177,3 +177,20 @@ def test_ask_bad_input(args: list[str], message: str, capsys: pytest.CaptureFixt
     else:
         assert main(args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_satellite_without_the_model_waits_for_its_upload(mission: Mission) -> None:
+    """No satellite holds Qwen3-8B (int8, 8.19 GB): the serving satellite must first get
+    the weights over a 220 Mbps uplink pass (>= 8 x 8.19e9 / 220e6 = 298 s), and a
+    deadline shorter than that fails with the earliest delivery."""
+    at = START + np.timedelta64(30 * 60, "s")
+    mission.holders = frozenset()
+    try:
+        tr = mission.submit(None, at, 40, 64, 200, 600, deadline_s=86400.0, commit=False)
+        assert tr.timings_s["model_upload"] >= 8 * mission.model_bytes() / 220e6
+        assert sum(tr.timings_s.values()) == pytest.approx(tr.total_s, abs=1e-6)
+        with pytest.raises(DeadlineError, match="earliest delivery"):
+            mission.submit(None, at, 40, 64, 200, 600, deadline_s=60.0, commit=False)
+    finally:
+        mission.holders = None
+        mission._model_on_board_s.clear()

@@ -68,6 +68,12 @@ def register(sub: Any) -> None:
         "--model", metavar="PATH", help="checkpoint directory or .gguf (default SmolLM2)"
     )
     a.add_argument("--max-tokens", type=int, default=64, metavar="N")
+    a.add_argument(
+        "--holders",
+        metavar="SAT[,SAT...]|none",
+        help="satellites that hold the model (default: every inference satellite); "
+        "others must first receive its weights over the uplink",
+    )
     a.add_argument("--deadline", type=float, default=3600.0, metavar="S", help="seconds")
     a.add_argument(
         "--time-scale",
@@ -133,6 +139,9 @@ def run_ask(args: argparse.Namespace) -> int:
             raise InputError("give both --user-lat and --user-lon")
         station = _nearest_station(stations, args.user_lat, args.user_lon)
     mission = Mission.build(const, stations, at, 24 * 3600.0, args.timing_model)
+    if args.holders is not None:
+        names = [] if args.holders.strip().lower() == "none" else args.holders.split(",")
+        mission.holders = frozenset(const.index(n.strip()) for n in names if n.strip())
     from starcompute.compute.real import TransformersEngine
 
     engine = TransformersEngine(args.model)

@@ -42,7 +42,7 @@ from starcompute.spacecraft.hardware import load_hardware
 from starcompute.times import format_utc, from_offsets, offsets_s, time_grid
 
 POLICIES = ("nearest", "earliest-completion", "energy-aware")
-PARTS = ("wait_for_contact", "uplink", "isl", "queue", "inference", "downlink")
+PARTS = ("wait_for_contact", "uplink", "isl", "model_upload", "queue", "inference", "downlink")
 
 
 class DeadlineError(StarcomputeError):
@@ -96,6 +96,23 @@ class Trace:
 
 
 @dataclass(slots=True)
+class Serving:
+    """One candidate way to serve a query (plan-relative seconds)."""
+
+    sat: int
+    up: BundleRoute
+    down: BundleRoute
+    upload_wait_s: float  # waiting only for the model to arrive on board
+    queue_s: float
+    start_s: float  # inference start
+    inference_s: float
+
+    @property
+    def delivered_s(self) -> float:
+        return self.down.arrival_s
+
+
+@dataclass(slots=True)
 class Mission:
     """A constellation, its ground network and contact plan over a horizon."""
 
@@ -107,6 +124,8 @@ class Mission:
     timing_card: str
     quant: str = "int8"
     busy_until_s: dict[int, float] = field(default_factory=dict)  # per-satellite queue
+    holders: frozenset[int] | None = None  # satellites holding the model (None: all)
+    _model_on_board_s: dict[int, float] = field(default_factory=dict)  # uploads planned
 
     @classmethod
     def build(
@@ -171,14 +190,18 @@ class Mission:
         )
         if best is None:
             raise DeadlineError(deadline_s, None)
-        delivered_s, sat, route_up, route_down, queue_s, infer_s = best
-        if delivered_s - t0 > deadline_s:
-            raise DeadlineError(deadline_s, from_offsets(self.plan.start, [delivered_s])[0])
+        if best.delivered_s - t0 > deadline_s:
+            raise DeadlineError(deadline_s, from_offsets(self.plan.start, [best.delivered_s])[0])
         if commit:
-            self.graph.book(route_up, query_bytes)
-            self.graph.book(route_down, answer_bytes)
-            self.busy_until_s[sat] = route_down.hops[0].depart_s if route_down.hops else 0.0
-        return self._trace(at, t0, sat, route_up, route_down, queue_s, infer_s, policy)
+            self._commit(best, query_bytes, answer_bytes)
+        return self._trace(at, t0, best, policy)
+
+    def _commit(self, best: Serving, query_bytes: int, answer_bytes: int) -> None:
+        self.graph.book(best.up, query_bytes)
+        self.graph.book(best.down, answer_bytes)
+        self.busy_until_s[best.sat] = best.start_s + best.inference_s
+        if self.holders is not None and best.sat not in self.holders:
+            self.holders = self.holders | {best.sat}  # the upload happened
 
     def _sources(self, station: str | None) -> frozenset[int]:
         if station is None:
@@ -198,7 +221,7 @@ class Mission:
         answer_bytes: int,
         policy: str,
         deadline_s: float,
-    ) -> tuple[float, int, BundleRoute, BundleRoute, float, float] | None:
+    ) -> Serving | None:
         candidates = [
             s
             for s in range(self.n_sat)
@@ -214,19 +237,26 @@ class Mission:
         ]
         if policy == "energy-aware":
             lit = [
-                r for r in results if self._sunlit(r[1], r[0] - r[5]) and r[0] - t0 <= deadline_s
+                r
+                for r in results
+                if self._sunlit(r.sat, r.start_s) and r.delivered_s - t0 <= deadline_s
             ]
             results = lit or results
-        return min(results, key=lambda r: r[0]) if results else None
+        return min(results, key=lambda r: r.delivered_s) if results else None
 
     def _serve(
         self, sat: int, up: Arrivals, prompt_tokens: int, output_tokens: int, answer_bytes: int
-    ) -> tuple[float, int, BundleRoute, BundleRoute, float, float] | None:
+    ) -> Serving | None:
         route_up = up.route_to(sat)
         if route_up is None:
             return None
         arrive = float(up.best_s[sat])
-        start = max(arrive, self.busy_until_s.get(sat, 0.0))
+        ready = self.model_ready_s(sat, arrive)
+        if ready is None:
+            return None
+        busy = self.busy_until_s.get(sat, 0.0)
+        start = max(arrive, ready, busy)
+        upload_wait = max(0.0, ready - max(arrive, busy))
         infer = self.inference_s(sat, prompt_tokens, output_tokens)
         if start + infer >= self.plan.duration_s:
             return None
@@ -239,30 +269,45 @@ class Mission:
         route_down = down.route_to(dst)
         if route_down is None:
             return None
-        return (float(down.best_s[dst]), sat, route_up, route_down, start - arrive, infer)
+        return Serving(
+            sat, route_up, route_down, upload_wait, start - arrive - upload_wait, start, infer
+        )
+
+    def model_bytes(self) -> float:
+        return load_card(self.timing_card).weight_bytes(self.quant)
+
+    def model_ready_s(self, sat: int, not_before_s: float) -> float | None:
+        """When ``sat`` holds the model: now if preloaded, else after uploading its weights
+        from the ground as one store-and-forward bundle (None if no pass can carry it)."""
+        if self.holders is None or sat in self.holders:
+            return 0.0
+        if sat not in self._model_on_board_s:
+            stations = frozenset(range(self.n_sat, self.n_sat + len(self.stations)))
+            up = self.graph.search(
+                stations,
+                min(not_before_s, self.plan.duration_s),
+                self.model_bytes(),
+                frozenset([sat]),
+            )
+            arrival = float(up.best_s[sat])
+            self._model_on_board_s[sat] = arrival
+        arrival = self._model_on_board_s[sat]
+        return arrival if np.isfinite(arrival) else None
 
     def _sunlit(self, sat: int, t_s: float) -> bool:
         r, _ = self.eph.state_at(np.array([sat]), np.array([t_s]))
         sun = sun_position_teme_km(from_offsets(self.plan.start, [t_s]))
         return bool(sunlit_fraction(r, sun)[0] > 0.5)
 
-    def _trace(
-        self,
-        at: np.datetime64,
-        t0: float,
-        sat: int,
-        up: BundleRoute,
-        down: BundleRoute,
-        queue_s: float,
-        infer_s: float,
-        policy: str,
-    ) -> Trace:
+    def _trace(self, at: np.datetime64, t0: float, best: Serving, policy: str) -> Trace:
         names = self.names()
         parts = dict.fromkeys(PARTS, 0.0)
-        parts["queue"], parts["inference"] = queue_s, infer_s
+        parts["model_upload"] = best.upload_wait_s
+        parts["queue"], parts["inference"] = best.queue_s, best.inference_s
+        up, down, sat = best.up, best.down, best.sat
         ready = t0
         for route, start_ready in ((up, t0), (down, None)):
-            ready = start_ready if start_ready is not None else ready + queue_s + infer_s
+            ready = start_ready if start_ready is not None else best.start_s + best.inference_s
             for hop in route.hops:
                 parts["wait_for_contact"] += hop.depart_s - ready
                 kind = (
