@@ -194,3 +194,34 @@ def test_a_satellite_without_the_model_waits_for_its_upload(mission: Mission) ->
     finally:
         mission.holders = None
         mission._model_on_board_s.clear()
+
+
+def test_power_and_thermal_admission(mission: Mission) -> None:
+    """The power model runs over the plan; a satellite in eclipse whose battery sits on its
+    depth-of-discharge floor, or whose radiator is too hot, is not admitted."""
+    from starcompute.spacecraft.hardware import load_hardware
+
+    assert mission.health is not None
+    hw = load_hardware("three-body-sat")
+    # at background load the preset never leaves the safe range over the day
+    assert mission.health.energy_wh.min() > hw.battery.floor_wh
+    aos, _ = _first_pass(mission, "Jiamusi")
+    at = mission.plan.start + np.timedelta64(int((aos + 5.0) * 1e9), "ns")
+    first = mission.submit("Jiamusi", at, 40, 64, 200, 600, "nearest", commit=False)
+    sat = mission.const.index(first.serving_satellite)
+    t = float(offsets_s(at, mission.plan.start))
+    saved_e = mission.health.energy_wh[sat].copy()
+    saved_t = mission.health.temp_c[sat].copy()
+    try:
+        mission.health.energy_wh[sat] = hw.battery.floor_wh  # no charge to spend
+        assert mission.admits(sat, t, 10.0) == mission._sunlit(sat, t)
+        mission.health.energy_wh[sat] = saved_e
+        mission.health.temp_c[sat] = hw.thermal.max_temp_c  # too hot to add heat
+        assert not mission.admits(sat, t, 10.0)
+        other = mission.submit(
+            "Jiamusi", at, 40, 64, 200, 600, "earliest-completion", deadline_s=86400.0, commit=False
+        )
+        assert other.serving_satellite != first.serving_satellite
+    finally:
+        mission.health.energy_wh[sat] = saved_e
+        mission.health.temp_c[sat] = saved_t

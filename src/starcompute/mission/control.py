@@ -13,8 +13,12 @@ Policies:
 * ``earliest-completion`` (default): the inference satellite that minimises the
   predicted delivery time;
 * ``energy-aware``: like earliest-completion among satellites in sunlight when the
-  inference would start (battery not drawn), falling back to all if none can meet the
-  deadline.
+  inference would start with charge to spare (20 % of capacity above the floor),
+  falling back to all admitted satellites if none can meet the deadline.
+
+Admission (every policy): a satellite serves only if its battery can pay for the
+inference above its depth-of-discharge floor (or the Sun pays) and its radiator is at
+least 5 K below its maximum temperature, per the power model run over the plan.
 """
 
 from __future__ import annotations
@@ -39,9 +43,13 @@ from starcompute.routing.cgr import Arrivals, BundleRoute, ContactGraph, contact
 from starcompute.routing.network import Network, lookup_node
 from starcompute.routing.query import geometric_range_fn
 from starcompute.spacecraft.hardware import load_hardware
+from starcompute.spacecraft.simulate import simulate_power
 from starcompute.times import format_utc, from_offsets, offsets_s, time_grid
 
 POLICIES = ("nearest", "earliest-completion", "energy-aware")
+HEALTH_STEP_S = 60.0
+THERMAL_MARGIN_K = 5.0  # admit only below the maximum temperature minus this
+SPARE_CHARGE = 0.2  # energy-aware: keep this fraction of capacity above the floor
 PARTS = ("wait_for_contact", "uplink", "isl", "model_upload", "queue", "inference", "downlink")
 
 
@@ -96,6 +104,42 @@ class Trace:
 
 
 @dataclass(slots=True)
+class Health:
+    """State of charge (Wh) and temperature (degC) of every satellite on a 60 s grid at
+    background load, from the power model: what admission control looks at."""
+
+    energy_wh: np.ndarray  # (N, T)
+    temp_c: np.ndarray  # (N, T)
+    step_s: float
+
+    @classmethod
+    def simulate(
+        cls,
+        const: Constellation,
+        start: np.datetime64,
+        horizon_s: float,
+        background_load: float = 0.1,
+    ) -> Health:
+        chunks: list[dict[str, np.ndarray]] = []
+        simulate_power(
+            const,
+            start,
+            horizon_s,
+            step_s=HEALTH_STEP_S,
+            utilisation=background_load,
+            sink=lambda t, s, x: chunks.append(x),
+        )
+        soc = np.concatenate([c["soc"] for c in chunks], axis=1)
+        capacity = np.array([load_hardware(h).battery.capacity_wh for h in const.hardware])
+        temp = np.concatenate([c["temperature_c"] for c in chunks], axis=1)
+        return cls(soc * capacity[:, None], temp, HEALTH_STEP_S)
+
+    def at(self, sat: int, t_s: float) -> tuple[float, float]:
+        k = min(int(t_s // self.step_s), self.energy_wh.shape[1] - 1)
+        return float(self.energy_wh[sat, k]), float(self.temp_c[sat, k])
+
+
+@dataclass(slots=True)
 class Serving:
     """One candidate way to serve a query (plan-relative seconds)."""
 
@@ -126,6 +170,7 @@ class Mission:
     busy_until_s: dict[int, float] = field(default_factory=dict)  # per-satellite queue
     holders: frozenset[int] | None = None  # satellites holding the model (None: all)
     _model_on_board_s: dict[int, float] = field(default_factory=dict)  # uploads planned
+    health: Health | None = None  # battery and temperature over the plan (admission)
 
     @classmethod
     def build(
@@ -143,7 +188,8 @@ class Mission:
         eph = propagate(const, grid)
         net = Network(const, stations)
         graph = contact_graph(plan, range_fn=geometric_range_fn(net, eph))
-        return cls(const, stations, plan, eph, graph, timing_card, quant)
+        health = Health.simulate(const, start, horizon_s)
+        return cls(const, stations, plan, eph, graph, timing_card, quant, health=health)
 
     @property
     def n_sat(self) -> int:
@@ -239,7 +285,9 @@ class Mission:
             lit = [
                 r
                 for r in results
-                if self._sunlit(r.sat, r.start_s) and r.delivered_s - t0 <= deadline_s
+                if self._sunlit(r.sat, r.start_s)
+                and self.admits(r.sat, r.start_s, r.inference_s, SPARE_CHARGE)
+                and r.delivered_s - t0 <= deadline_s
             ]
             results = lit or results
         return min(results, key=lambda r: r.delivered_s) if results else None
@@ -258,7 +306,7 @@ class Mission:
         start = max(arrive, ready, busy)
         upload_wait = max(0.0, ready - max(arrive, busy))
         infer = self.inference_s(sat, prompt_tokens, output_tokens)
-        if start + infer >= self.plan.duration_s:
+        if start + infer >= self.plan.duration_s or not self.admits(sat, start, infer):
             return None
         stations = frozenset(range(self.n_sat, self.n_sat + len(self.stations)))
         down = self.graph.search(sat, start + infer, answer_bytes, stations)
@@ -272,6 +320,19 @@ class Mission:
         return Serving(
             sat, route_up, route_down, upload_wait, start - arrive - upload_wait, start, infer
         )
+
+    def admits(self, sat: int, start_s: float, inference_s: float, spare: float = 0.0) -> bool:
+        """Power and thermal admission: the battery can pay for the inference above its
+        depth-of-discharge floor (plus ``spare`` x capacity) unless the Sun pays, and the
+        radiator is below its maximum temperature minus a margin."""
+        if self.health is None:
+            return True
+        hw = load_hardware(self.const.hardware[sat])
+        energy_wh, temp_c = self.health.at(sat, start_s)
+        need_wh = (hw.power.accelerator_peak_w + hw.power.bus_w) * inference_s / 3600.0
+        floor = hw.battery.floor_wh + spare * hw.battery.capacity_wh
+        powered = self._sunlit(sat, start_s) or energy_wh - need_wh >= floor
+        return powered and temp_c <= hw.thermal.max_temp_c - THERMAL_MARGIN_K
 
     def model_bytes(self) -> float:
         return load_card(self.timing_card).weight_bytes(self.quant)
