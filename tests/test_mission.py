@@ -225,3 +225,28 @@ def test_power_and_thermal_admission(mission: Mission) -> None:
     finally:
         mission.health.energy_wh[sat] = saved_e
         mission.health.temp_c[sat] = saved_t
+
+
+def test_queries_waiting_for_a_busy_satellite_share_a_batch(mission: Mission) -> None:
+    """While the satellite is busy, queries that arrive are collected into its next batch
+    (same start, same slot); one that does not fit the slot opens the following batch."""
+    aos, _ = _first_pass(mission, "Jiamusi")
+    at = mission.plan.start + np.timedelta64(int((aos + 5.0) * 1e9), "ns")
+    probe = mission.submit("Jiamusi", at, 40, 64, 200, 600, "nearest", commit=False)
+    sat = mission.const.index(probe.serving_satellite)
+    t = float(offsets_s(at, mission.plan.start))
+    mission.busy_until_s[sat] = t + 60.0
+    try:
+        a = mission.submit("Jiamusi", at, 40, 64, 200, 600, "nearest", 86400.0)
+        b = mission.submit("Jiamusi", at, 30, 32, 200, 600, "nearest", 86400.0)
+        c = mission.submit("Jiamusi", at, 40, 256, 200, 600, "nearest", 86400.0)
+        assert a.serving_satellite == b.serving_satellite == c.serving_satellite
+        queue = mission.batches[sat]
+        assert len(queue) == 2 and queue[0].size == 2 and queue[1].size == 1
+        assert queue[0].start_s == pytest.approx(t + 60.0)
+        assert queue[1].start_s == pytest.approx(queue[0].start_s + queue[0].inference_s)
+        assert a.timings_s["inference"] == b.timings_s["inference"]  # one slot
+        assert c.timings_s["queue"] > a.timings_s["queue"]
+    finally:
+        del mission.busy_until_s[sat]
+        mission.batches.pop(sat, None)

@@ -16,6 +16,12 @@ Policies:
   inference would start with charge to spare (20 % of capacity above the floor),
   falling back to all admitted satellites if none can meet the deadline.
 
+Queue and batcher: each satellite serves batch slots (up to ``max_batch`` queries); a
+query that reaches a busy satellite joins the next slot if it fits, else opens a new one
+after the last. A slot lasts the predicted time of a full batch, so joiners never move
+deliveries already planned (on memory-bound accelerators a full batch costs little more
+than one query).
+
 Admission (every policy): a satellite serves only if its battery can pay for the
 inference above its depth-of-discharge floor (or the Sun pays) and its radiator is at
 least 5 K below its maximum temperature, per the power model run over the plan.
@@ -140,6 +146,19 @@ class Health:
 
 
 @dataclass(slots=True)
+class Batch:
+    """A batch slot on one satellite: it opens when the satellite is free and lasts the
+    performance model's time for a full batch of its opener's size, so later queries that
+    fit can join it without moving anyone's delivery."""
+
+    start_s: float
+    inference_s: float
+    prompt_tokens: int
+    output_tokens: int
+    size: int = 1
+
+
+@dataclass(slots=True)
 class Serving:
     """One candidate way to serve a query (plan-relative seconds)."""
 
@@ -150,6 +169,9 @@ class Serving:
     queue_s: float
     start_s: float  # inference start
     inference_s: float
+    batch: int | None = None  # index of the batch joined on the satellite (None: opens one)
+    prompt_tokens: int = 0
+    output_tokens: int = 0
 
     @property
     def delivered_s(self) -> float:
@@ -167,7 +189,9 @@ class Mission:
     graph: ContactGraph
     timing_card: str
     quant: str = "int8"
-    busy_until_s: dict[int, float] = field(default_factory=dict)  # per-satellite queue
+    busy_until_s: dict[int, float] = field(default_factory=dict)  # external blocks
+    batches: dict[int, list[Batch]] = field(default_factory=dict)  # per-satellite queue
+    max_batch: int = 8
     holders: frozenset[int] | None = None  # satellites holding the model (None: all)
     _model_on_board_s: dict[int, float] = field(default_factory=dict)  # uploads planned
     health: Health | None = None  # battery and temperature over the plan (admission)
@@ -198,10 +222,30 @@ class Mission:
     def names(self) -> list[str]:
         return self.plan.satellites + self.plan.stations
 
-    def inference_s(self, sat: int, prompt_tokens: int, output_tokens: int) -> float:
+    def inference_s(
+        self, sat: int, prompt_tokens: int, output_tokens: int, batch: int = 1
+    ) -> float:
         target = ComputeTarget.from_profile(load_hardware(self.const.hardware[sat]))
         model = PerformanceModel(load_card(self.timing_card), target, self.quant)
-        return model.estimate(prompt_tokens, output_tokens).total_s
+        return model.estimate(prompt_tokens, output_tokens, batch).total_s
+
+    def _slot(
+        self, sat: int, ready_s: float, prompt_tokens: int, output_tokens: int
+    ) -> tuple[float, float, int | None]:
+        """(start, duration, batch to join or None) for a query ready at ``ready_s``."""
+        queue = self.batches.get(sat, [])
+        for i, b in enumerate(queue):
+            if (
+                b.start_s >= ready_s
+                and b.size < self.max_batch
+                and prompt_tokens <= b.prompt_tokens
+                and output_tokens <= b.output_tokens
+            ):
+                return b.start_s, b.inference_s, i
+        free = max(
+            [ready_s, self.busy_until_s.get(sat, 0.0)] + [b.start_s + b.inference_s for b in queue]
+        )
+        return free, self.inference_s(sat, prompt_tokens, output_tokens, self.max_batch), None
 
     def submit(
         self,
@@ -245,7 +289,13 @@ class Mission:
     def _commit(self, best: Serving, query_bytes: int, answer_bytes: int) -> None:
         self.graph.book(best.up, query_bytes)
         self.graph.book(best.down, answer_bytes)
-        self.busy_until_s[best.sat] = best.start_s + best.inference_s
+        queue = self.batches.setdefault(best.sat, [])
+        if best.batch is None:
+            queue.append(
+                Batch(best.start_s, best.inference_s, best.prompt_tokens, best.output_tokens)
+            )
+        else:
+            queue[best.batch].size += 1
         if self.holders is not None and best.sat not in self.holders:
             self.holders = self.holders | {best.sat}  # the upload happened
 
@@ -302,10 +352,8 @@ class Mission:
         ready = self.model_ready_s(sat, arrive)
         if ready is None:
             return None
-        busy = self.busy_until_s.get(sat, 0.0)
-        start = max(arrive, ready, busy)
-        upload_wait = max(0.0, ready - max(arrive, busy))
-        infer = self.inference_s(sat, prompt_tokens, output_tokens)
+        start, infer, batch = self._slot(sat, max(arrive, ready), prompt_tokens, output_tokens)
+        upload_wait = max(0.0, ready - arrive)
         if start + infer >= self.plan.duration_s or not self.admits(sat, start, infer):
             return None
         stations = frozenset(range(self.n_sat, self.n_sat + len(self.stations)))
@@ -318,7 +366,16 @@ class Mission:
         if route_down is None:
             return None
         return Serving(
-            sat, route_up, route_down, upload_wait, start - arrive - upload_wait, start, infer
+            sat,
+            route_up,
+            route_down,
+            upload_wait,
+            start - arrive - upload_wait,
+            start,
+            infer,
+            batch,
+            prompt_tokens,
+            output_tokens,
         )
 
     def admits(self, sat: int, start_s: float, inference_s: float, spare: float = 0.0) -> bool:
