@@ -301,6 +301,31 @@ def _reference_averages(cfg: RadiationConfig) -> tuple[float, float]:
     return float(seu), float(dose)
 
 
+def _scales(cfg: RadiationConfig) -> tuple[float, float]:
+    """Relative flux -> (SEU per bit per day, dose rad(Si) per day), by calibration."""
+    seu_avg, dose_avg = _reference_averages(cfg)
+    return (
+        cfg.seu_baseline_per_bit_per_day / seu_avg,
+        cfg.dose_reference_rad_si_per_year / DAYS_PER_YEAR / dose_avg,
+    )
+
+
+def rates(
+    lat_deg: npt.ArrayLike,
+    lon_deg: npt.ArrayLike,
+    alt_km: npt.ArrayLike,
+    config: RadiationConfig | None = None,
+) -> tuple[FloatArray, FloatArray]:
+    """(SEU /bit/day, dose rad(Si)/day) at positions, from one evaluation of the flux."""
+    cfg = _config(config)
+    flux = _relative_flux(*_lat_lon_alt(lat_deg, lon_deg, alt_km), cfg)
+    seu_scale, dose_scale = _scales(cfg)
+    return (
+        np.asarray(seu_scale * flux, dtype=np.float64),
+        np.asarray(dose_scale * flux, dtype=np.float64),
+    )
+
+
 def seu_rate_per_bit_per_day(
     lat_deg: npt.ArrayLike,
     lon_deg: npt.ArrayLike,
@@ -308,11 +333,7 @@ def seu_rate_per_bit_per_day(
     config: RadiationConfig | None = None,
 ) -> FloatArray:
     """Single-event-upset rate per bit per day at positions, calibrated on Alsat-1's orbit."""
-    cfg = _config(config)
-    lat, lon, alt = _lat_lon_alt(lat_deg, lon_deg, alt_km)
-    seu_avg, _ = _reference_averages(cfg)
-    scale = cfg.seu_baseline_per_bit_per_day / seu_avg
-    return np.asarray(scale * _relative_flux(lat, lon, alt, cfg), dtype=np.float64)
+    return rates(lat_deg, lon_deg, alt_km, config)[0]
 
 
 def dose_rate_rad_si_per_day(
@@ -322,11 +343,7 @@ def dose_rate_rad_si_per_day(
     config: RadiationConfig | None = None,
 ) -> FloatArray:
     """Shielded ionising dose rate, rad(Si)/day, at positions; calibrated on Suncatcher's orbit."""
-    cfg = _config(config)
-    lat, lon, alt = _lat_lon_alt(lat_deg, lon_deg, alt_km)
-    _, dose_avg = _reference_averages(cfg)
-    scale = cfg.dose_reference_rad_si_per_year / DAYS_PER_YEAR / dose_avg
-    return np.asarray(scale * _relative_flux(lat, lon, alt, cfg), dtype=np.float64)
+    return rates(lat_deg, lon_deg, alt_km, config)[1]
 
 
 def _samples_last_axis(samples: npt.ArrayLike) -> FloatArray:

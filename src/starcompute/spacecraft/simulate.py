@@ -33,11 +33,7 @@ from starcompute.orbits.propagate import Ephemeris, propagate
 from starcompute.orbits.sun import sun_position_teme_km
 from starcompute.spacecraft.hardware import HardwareProfile, load_hardware
 from starcompute.spacecraft.power import EnergyLedger, battery_step, solar_input_w
-from starcompute.spacecraft.radiation import (
-    RadiationConfig,
-    dose_rate_rad_si_per_day,
-    seu_rate_per_bit_per_day,
-)
+from starcompute.spacecraft.radiation import RadiationConfig, rates
 from starcompute.spacecraft.thermal import KELVIN, environment_w, max_heat_w, thermal_step
 from starcompute.times import DatetimeArray, FloatArray, from_offsets, time_grid
 
@@ -79,11 +75,8 @@ def environment(eph: Ephemeris, t_s: FloatArray) -> Environment:
 def radiation_rates(eph: Ephemeris, rad: RadiationConfig) -> tuple[FloatArray, FloatArray]:
     """(SEU /bit/day, dose rad(Si)/day) on the coarse grid, (N, T): the belts vary over
     minutes, so the 60 s grid resolves them (and costs a sixth of the 10 s one)."""
-    lat, lon, alt = ecef_to_geodetic(eph.r_ecef_km())
-    return (
-        np.nan_to_num(seu_rate_per_bit_per_day(lat, lon, alt, rad)),
-        np.nan_to_num(dose_rate_rad_si_per_day(lat, lon, alt, rad)),
-    )
+    seu, dose = rates(*ecef_to_geodetic(eph.r_ecef_km()), rad)
+    return np.nan_to_num(seu), np.nan_to_num(dose)
 
 
 @dataclass(slots=True)
