@@ -29,6 +29,7 @@ least 5 K below its maximum temperature, per the power model run over the plan.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,7 @@ POLICIES = ("nearest", "earliest-completion", "energy-aware")
 HEALTH_STEP_S = 60.0
 THERMAL_MARGIN_K = 5.0  # admit only below the maximum temperature minus this
 SPARE_CHARGE = 0.2  # energy-aware: keep this fraction of capacity above the floor
+_profile = functools.lru_cache(maxsize=64)(load_hardware)  # one parse per profile
 PARTS = ("wait_for_contact", "uplink", "isl", "model_upload", "queue", "inference", "downlink")
 
 
@@ -225,7 +227,7 @@ class Mission:
     def inference_s(
         self, sat: int, prompt_tokens: int, output_tokens: int, batch: int = 1
     ) -> float:
-        target = ComputeTarget.from_profile(load_hardware(self.const.hardware[sat]))
+        target = ComputeTarget.from_profile(_profile(self.const.hardware[sat]))
         model = PerformanceModel(load_card(self.timing_card), target, self.quant)
         return model.estimate(prompt_tokens, output_tokens, batch).total_s
 
@@ -384,7 +386,7 @@ class Mission:
         radiator is below its maximum temperature minus a margin."""
         if self.health is None:
             return True
-        hw = load_hardware(self.const.hardware[sat])
+        hw = _profile(self.const.hardware[sat])
         energy_wh, temp_c = self.health.at(sat, start_s)
         need_wh = (hw.power.accelerator_peak_w + hw.power.bus_w) * inference_s / 3600.0
         floor = hw.battery.floor_wh + spare * hw.battery.capacity_wh

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from starcompute.orbits.constants import (
-    EARTH_ROTATION_RAD_S,
     ECC2_WGS84,
     FLATTENING_WGS84,
     RADIUS_EARTH_KM,
@@ -43,16 +42,6 @@ def rotate_z(vec: FloatArray, angle_rad: FloatArray) -> FloatArray:
 def teme_to_ecef(r_teme_km: FloatArray, t: np.datetime64 | DatetimeArray) -> FloatArray:
     """TEME positions (..., T, 3) at times ``t`` (T,) -> ECEF (ITRF, no polar motion)."""
     return rotate_z(r_teme_km, gmst_rad(t))
-
-
-def teme_to_ecef_velocity(
-    r_teme_km: FloatArray, v_teme_km_s: FloatArray, t: np.datetime64 | DatetimeArray
-) -> FloatArray:
-    """Velocity in the rotating ECEF frame: R3(gmst) v - omega x r_ecef."""
-    r_ecef = teme_to_ecef(r_teme_km, t)
-    v_rot = rotate_z(v_teme_km_s, gmst_rad(t))
-    omega = np.array([0.0, 0.0, EARTH_ROTATION_RAD_S])
-    return v_rot - np.cross(omega, r_ecef)
 
 
 def geodetic_to_ecef(lat_deg: FloatArray, lon_deg: FloatArray, alt_m: FloatArray) -> FloatArray:

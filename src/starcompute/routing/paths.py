@@ -3,7 +3,6 @@ the all-station-pairs workload (Hypatia's forwarding state, one Dijkstra per sta
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -11,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.sparse.csgraph import dijkstra
 
-from starcompute.routing.network import IntArray, Network, Snapshot, satellite_ecef_km, snapshot
-from starcompute.times import DatetimeArray, FloatArray
+from starcompute.routing.network import IntArray, Network, Snapshot
+from starcompute.times import FloatArray
 
 _NO_NODE = -9999  # scipy's predecessor marker
 
@@ -104,13 +103,3 @@ def all_pairs(net: Network, snap: Snapshot) -> PairRoutes:
     delay = dist[i, sinks]
     paths = trace_paths(pred, i, sinks)
     return PairRoutes(i, j, delay, paths)
-
-
-def iter_all_pairs(
-    net: Network, times: DatetimeArray, size_bytes: float = 0.0
-) -> Iterator[tuple[int, PairRoutes, Snapshot]]:
-    """(step, routes, snapshot) for every time (positions propagated in one go)."""
-    positions = satellite_ecef_km(net, times)
-    for k in range(len(times)):
-        snap = snapshot(net, positions[k], size_bytes)
-        yield k, all_pairs(net, snap), snap
