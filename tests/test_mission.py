@@ -85,12 +85,12 @@ def test_nearest_and_earliest_completion_differ_when_relaying_beats_waiting(
     at = mission.plan.start + np.timedelta64(int((aos + 5.0) * 1e9), "ns")
     first = mission.submit("Jiamusi", at, 40, 64, 200, 600, "nearest", commit=False)
     sat = mission.const.index(first.serving_satellite)
-    mission.busy_until_s[sat] = aos + 7200.0
+    mission.queue(sat).busy_until_s = aos + 7200.0
     try:
         near = mission.submit("Jiamusi", at, 40, 64, 200, 600, "nearest", 24 * 3600.0, commit=False)
         best = mission.submit("Jiamusi", at, 40, 64, 200, 600, "earliest-completion", commit=False)
     finally:
-        del mission.busy_until_s[sat]
+        mission.queues.pop(sat)
     assert near.timings_s["queue"] > 7000.0
     assert best.serving_satellite != near.serving_satellite
     assert best.timings_s["isl"] > 0 and best.total_s < near.total_s
@@ -235,18 +235,17 @@ def test_queries_waiting_for_a_busy_satellite_share_a_batch(mission: Mission) ->
     probe = mission.submit("Jiamusi", at, 40, 64, 200, 600, "nearest", commit=False)
     sat = mission.const.index(probe.serving_satellite)
     t = float(offsets_s(at, mission.plan.start))
-    mission.busy_until_s[sat] = t + 60.0
+    mission.queue(sat).busy_until_s = t + 60.0
     try:
         a = mission.submit("Jiamusi", at, 40, 64, 200, 600, "nearest", 86400.0)
         b = mission.submit("Jiamusi", at, 30, 32, 200, 600, "nearest", 86400.0)
         c = mission.submit("Jiamusi", at, 40, 256, 200, 600, "nearest", 86400.0)
         assert a.serving_satellite == b.serving_satellite == c.serving_satellite
-        queue = mission.batches[sat]
+        queue = mission.queue(sat).batches
         assert len(queue) == 2 and queue[0].size == 2 and queue[1].size == 1
         assert queue[0].start_s == pytest.approx(t + 60.0)
         assert queue[1].start_s == pytest.approx(queue[0].start_s + queue[0].inference_s)
         assert a.timings_s["inference"] == b.timings_s["inference"]  # one slot
         assert c.timings_s["queue"] > a.timings_s["queue"]
     finally:
-        del mission.busy_until_s[sat]
-        mission.batches.pop(sat, None)
+        mission.queues.pop(sat, None)

@@ -38,6 +38,10 @@ EXPECTED = {
     "sunlit_fraction",
     "teme_to_ecef",
     "time_grid",
+    "Scenario",
+    "SimResult",
+    "load_scenario",
+    "simulate",
 }
 
 
@@ -62,6 +66,8 @@ def test_lower_layers_do_not_import_higher_ones() -> None:
         "spacecraft",
         "compute",
         "routing",
+        "mission",
+        "sim",
         "cli",
     ]
     root = Path(starcompute.__file__).parent

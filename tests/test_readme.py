@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,9 @@ def test_readme_has_examples() -> None:
 
 
 def test_cli_examples_run_in_order(tmp_path: Path) -> None:
-    """In one folder, in order: a later example may read a file an earlier one wrote."""
+    """In one folder, in order: a later example may read a file an earlier one wrote.
+    The folder holds a copy of examples/, as a checkout does."""
+    shutil.copytree(README.parent / "examples", tmp_path / "examples")
     for args in _cli_examples():
         proc = subprocess.run(
             [sys.executable, "-m", "starcompute.cli.main", *args],

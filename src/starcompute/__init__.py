@@ -32,6 +32,9 @@ from starcompute.orbits.frames import ecef_to_geodetic, teme_to_ecef
 from starcompute.orbits.propagate import Ephemeris, iter_propagate, propagate
 from starcompute.orbits.sun import sun_position_teme_km
 from starcompute.orbits.walker import WalkerShell, sun_synchronous_inclination_deg
+from starcompute.sim.metrics import SimResult
+from starcompute.sim.run import simulate
+from starcompute.sim.scenario import Scenario, load_scenario
 from starcompute.times import format_utc, parse_utc, time_grid
 
 __version__ = "0.1.0"
@@ -48,6 +51,8 @@ __all__ = [
     "IslConfig",
     "IslContacts",
     "PropagationError",
+    "Scenario",
+    "SimResult",
     "StarcomputeError",
     "UnknownPresetError",
     "WalkerShell",
@@ -60,10 +65,12 @@ __all__ = [
     "format_utc",
     "iter_propagate",
     "load_constellation",
+    "load_scenario",
     "load_stations",
     "parse_utc",
     "plus_grid",
     "propagate",
+    "simulate",
     "station_presets",
     "sun_position_teme_km",
     "sun_synchronous_inclination_deg",

@@ -19,6 +19,7 @@ from starcompute.cli import (
     mission,
     power,
     route,
+    simulate,
     stations,
 )
 from starcompute.errors import InputError
@@ -33,6 +34,7 @@ GROUPS = (
     hardware,
     infer,
     mission,
+    simulate,
 )
 
 

@@ -14,7 +14,8 @@ from starcompute.cli.common import add_json, print_json, progress_wanted
 from starcompute.errors import InputError
 from starcompute.ground.stations import GroundStation, load_stations
 from starcompute.mission.availability import HEADLINE_S, availability
-from starcompute.mission.control import POLICIES, DeadlineError, Mission
+from starcompute.mission.control import DeadlineError, Mission
+from starcompute.mission.policy import POLICIES
 from starcompute.mission.service import Answer, ask
 from starcompute.orbits.constellation import load_constellation
 from starcompute.times import format_utc, parse_utc

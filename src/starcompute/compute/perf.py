@@ -15,14 +15,16 @@ Energy is the accelerator's peak power over the busy time (an upper bound).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from starcompute.compute.cards import ModelCard, bytes_per_param
 from starcompute.compute.engine import Completion, GenerationRequest, TokenCallback
 from starcompute.errors import InputError
 from starcompute.spacecraft.hardware import HardwareProfile
+from starcompute.times import FloatArray
 
 OPS_FOR_QUANT = {
     "fp32": ("fp32", "fp16", "bf16"),
@@ -104,28 +106,46 @@ class PerformanceModel:
     quant: str = "fp16"
 
     def prefill_s(self, prompt_tokens: int, batch: int = 1) -> float:
+        return float(self.prefill_s_array(np.asarray(prompt_tokens, dtype=np.float64), batch))
+
+    def decode_step_s(self, context_tokens: float, batch: int = 1) -> float:
+        return float(self.decode_step_s_array(np.asarray(context_tokens, dtype=np.float64), batch))
+
+    def prefill_s_array(self, prompt_tokens: FloatArray, batch: int = 1) -> FloatArray:
+        """Prefill time of each prompt length (the whole batch prefills together)."""
         c, t = self.card, self.target
         flops = batch * (
             2.0 * c.matmul_params_per_token() * prompt_tokens
-            + c.attention_flops(prompt_tokens, prompt_tokens / 2.0)
+            + c.attention_flops(1, 1.0) * prompt_tokens * prompt_tokens / 2.0
         )
         compute = flops / (t.ops_per_s(self.quant) * t.prefill_efficiency)
         memory = self._weights_read_bytes(batch * prompt_tokens) / self._bandwidth()
         return self._combine(compute, memory)
 
-    def decode_step_s(self, context_tokens: float, batch: int = 1) -> float:
+    def decode_step_s_array(self, context_tokens: FloatArray, batch: int = 1) -> FloatArray:
+        """One decode step of the batch at each mean context length."""
         c, t = self.card, self.target
         kv_bytes = t.kv_traffic * batch * context_tokens * c.kv_bytes_per_token(KV_BYTES)
-        bytes_read = self._weights_read_bytes(batch) + kv_bytes
-        flops = batch * (2.0 * c.matmul_params_per_token() + c.attention_flops(1, context_tokens))
+        bytes_read = self._weights_read_bytes(np.full_like(context_tokens, batch)) + kv_bytes
+        flops = batch * (
+            2.0 * c.matmul_params_per_token() + c.attention_flops(1, 1.0) * context_tokens
+        )
         memory = bytes_read / self._bandwidth()
         compute = flops / (t.ops_per_s(self.quant) * t.prefill_efficiency)
         return self._combine(compute, memory)
 
-    def _combine(self, compute_s: float, memory_s: float) -> float:
+    def total_s_array(
+        self, prompt_tokens: FloatArray, output_tokens: FloatArray, batch: int = 1
+    ) -> FloatArray:
+        """Prefill + decode of each (prompt, output) pair: what ``estimate`` totals."""
+        prefill = self.prefill_s_array(prompt_tokens, batch)
+        step = self.decode_step_s_array(prompt_tokens + output_tokens / 2.0, batch)
+        return np.asarray(prefill + step * np.maximum(output_tokens - 1.0, 0.0))
+
+    def _combine(self, compute_s: FloatArray, memory_s: FloatArray) -> FloatArray:
         t = self.target
-        busy = max(compute_s, memory_s) if t.overlap else compute_s + memory_s
-        return busy + t.step_overhead_s
+        busy = np.maximum(compute_s, memory_s) if t.overlap else compute_s + memory_s
+        return np.asarray(busy + t.step_overhead_s)
 
     def estimate(self, prompt_tokens: int, output_tokens: int, batch: int = 1) -> Estimate:
         for name, value in (
@@ -158,15 +178,17 @@ class PerformanceModel:
     def _bandwidth(self) -> float:
         return self.target.memory_bandwidth_gb_s * 1e9 * self.target.decode_efficiency
 
-    def _weights_read_bytes(self, tokens: int) -> float:
+    def _weights_read_bytes(self, tokens: FloatArray) -> FloatArray:
         """Bytes of weights a step with ``tokens`` tokens must read (MoE: experts hit)."""
         c = self.card
         per_param = bytes_per_param(self.quant)
         if not c.is_moe:
-            return c.params_total() * per_param
+            return np.full_like(tokens, c.params_total() * per_param, dtype=np.float64)
         hit = c.experts * (1.0 - (1.0 - c.experts_per_token / c.experts) ** tokens)
         dense = c.params_total() - c.layers * c.mlp_params()
-        return (dense + c.layers * c.mlp_params(math.ceil(hit))) * per_param
+        router = c.hidden * c.experts
+        experts_hit = np.ceil(hit) * 3 * c.hidden * c.intermediate + router
+        return np.asarray((dense + c.layers * experts_hit) * per_param)
 
 
 class SimulatedEngine:

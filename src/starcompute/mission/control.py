@@ -29,7 +29,6 @@ least 5 K below its maximum temperature, per the power model run over the plan.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +41,9 @@ from starcompute.ground.stations import GroundStation
 from starcompute.links.config import IslConfig
 from starcompute.links.contact_plan import ContactPlan
 from starcompute.links.contacts import contact_plan
+from starcompute.mission.health import SPARE_CHARGE, Health, profile
+from starcompute.mission.policy import check_policy, choose
+from starcompute.mission.queues import SatelliteQueue, Slot
 from starcompute.orbits.constellation import Constellation
 from starcompute.orbits.eclipse import sunlit_fraction
 from starcompute.orbits.propagate import Ephemeris, propagate
@@ -49,15 +51,8 @@ from starcompute.orbits.sun import sun_position_teme_km
 from starcompute.routing.cgr import Arrivals, BundleRoute, ContactGraph, contact_graph
 from starcompute.routing.network import Network, lookup_node
 from starcompute.routing.query import geometric_range_fn
-from starcompute.spacecraft.hardware import load_hardware
-from starcompute.spacecraft.simulate import simulate_power
 from starcompute.times import format_utc, from_offsets, offsets_s, time_grid
 
-POLICIES = ("nearest", "earliest-completion", "energy-aware")
-HEALTH_STEP_S = 60.0
-THERMAL_MARGIN_K = 5.0  # admit only below the maximum temperature minus this
-SPARE_CHARGE = 0.2  # energy-aware: keep this fraction of capacity above the floor
-_profile = functools.lru_cache(maxsize=64)(load_hardware)  # one parse per profile
 PARTS = ("wait_for_contact", "uplink", "isl", "model_upload", "queue", "inference", "downlink")
 
 
@@ -112,55 +107,6 @@ class Trace:
 
 
 @dataclass(slots=True)
-class Health:
-    """State of charge (Wh) and temperature (degC) of every satellite on a 60 s grid at
-    background load, from the power model: what admission control looks at."""
-
-    energy_wh: np.ndarray  # (N, T)
-    temp_c: np.ndarray  # (N, T)
-    step_s: float
-
-    @classmethod
-    def simulate(
-        cls,
-        const: Constellation,
-        start: np.datetime64,
-        horizon_s: float,
-        background_load: float = 0.1,
-    ) -> Health:
-        chunks: list[dict[str, np.ndarray]] = []
-        simulate_power(
-            const,
-            start,
-            horizon_s,
-            step_s=HEALTH_STEP_S,
-            utilisation=background_load,
-            sink=lambda t, s, x: chunks.append(x),
-        )
-        soc = np.concatenate([c["soc"] for c in chunks], axis=1)
-        capacity = np.array([load_hardware(h).battery.capacity_wh for h in const.hardware])
-        temp = np.concatenate([c["temperature_c"] for c in chunks], axis=1)
-        return cls(soc * capacity[:, None], temp, HEALTH_STEP_S)
-
-    def at(self, sat: int, t_s: float) -> tuple[float, float]:
-        k = min(int(t_s // self.step_s), self.energy_wh.shape[1] - 1)
-        return float(self.energy_wh[sat, k]), float(self.temp_c[sat, k])
-
-
-@dataclass(slots=True)
-class Batch:
-    """A batch slot on one satellite: it opens when the satellite is free and lasts the
-    performance model's time for a full batch of its opener's size, so later queries that
-    fit can join it without moving anyone's delivery."""
-
-    start_s: float
-    inference_s: float
-    prompt_tokens: int
-    output_tokens: int
-    size: int = 1
-
-
-@dataclass(slots=True)
 class Serving:
     """One candidate way to serve a query (plan-relative seconds)."""
 
@@ -171,7 +117,7 @@ class Serving:
     queue_s: float
     start_s: float  # inference start
     inference_s: float
-    batch: int | None = None  # index of the batch joined on the satellite (None: opens one)
+    slot: Slot | None = None  # the satellite's batch slot
     prompt_tokens: int = 0
     output_tokens: int = 0
 
@@ -191,8 +137,7 @@ class Mission:
     graph: ContactGraph
     timing_card: str
     quant: str = "int8"
-    busy_until_s: dict[int, float] = field(default_factory=dict)  # external blocks
-    batches: dict[int, list[Batch]] = field(default_factory=dict)  # per-satellite queue
+    queues: dict[int, SatelliteQueue] = field(default_factory=dict)  # per satellite
     max_batch: int = 8
     holders: frozenset[int] | None = None  # satellites holding the model (None: all)
     _model_on_board_s: dict[int, float] = field(default_factory=dict)  # uploads planned
@@ -227,27 +172,15 @@ class Mission:
     def inference_s(
         self, sat: int, prompt_tokens: int, output_tokens: int, batch: int = 1
     ) -> float:
-        target = ComputeTarget.from_profile(_profile(self.const.hardware[sat]))
+        target = ComputeTarget.from_profile(profile(self.const.hardware[sat]))
         model = PerformanceModel(load_card(self.timing_card), target, self.quant)
         return model.estimate(prompt_tokens, output_tokens, batch).total_s
 
-    def _slot(
-        self, sat: int, ready_s: float, prompt_tokens: int, output_tokens: int
-    ) -> tuple[float, float, int | None]:
-        """(start, duration, batch to join or None) for a query ready at ``ready_s``."""
-        queue = self.batches.get(sat, [])
-        for i, b in enumerate(queue):
-            if (
-                b.start_s >= ready_s
-                and b.size < self.max_batch
-                and prompt_tokens <= b.prompt_tokens
-                and output_tokens <= b.output_tokens
-            ):
-                return b.start_s, b.inference_s, i
-        free = max(
-            [ready_s, self.busy_until_s.get(sat, 0.0)] + [b.start_s + b.inference_s for b in queue]
-        )
-        return free, self.inference_s(sat, prompt_tokens, output_tokens, self.max_batch), None
+    def queue(self, sat: int) -> SatelliteQueue:
+        """The batch slots of ``sat`` (created on first use)."""
+        if sat not in self.queues:
+            self.queues[sat] = SatelliteQueue(self.max_batch)
+        return self.queues[sat]
 
     def submit(
         self,
@@ -265,8 +198,7 @@ class Mission:
 
         ``station`` None: the ground network hands the query to whichever station gets it
         up first (terrestrial backhaul taken as instantaneous)."""
-        if policy not in POLICIES:
-            raise InputError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
+        check_policy(policy)
         if not deadline_s > 0:
             raise InputError(f"deadline must be > 0 s, got {deadline_s}")
         src = self._sources(station)
@@ -291,13 +223,8 @@ class Mission:
     def _commit(self, best: Serving, query_bytes: int, answer_bytes: int) -> None:
         self.graph.book(best.up, query_bytes)
         self.graph.book(best.down, answer_bytes)
-        queue = self.batches.setdefault(best.sat, [])
-        if best.batch is None:
-            queue.append(
-                Batch(best.start_s, best.inference_s, best.prompt_tokens, best.output_tokens)
-            )
-        else:
-            queue[best.batch].size += 1
+        assert best.slot is not None
+        self.queue(best.sat).book(best.slot, best.prompt_tokens, best.output_tokens)
         if self.holders is not None and best.sat not in self.holders:
             self.holders = self.holders | {best.sat}  # the upload happened
 
@@ -333,16 +260,16 @@ class Mission:
             for s in candidates
             if (r := self._serve(s, up, prompt_tokens, output_tokens, answer_bytes))
         ]
-        if policy == "energy-aware":
-            lit = [
-                r
-                for r in results
-                if self._sunlit(r.sat, r.start_s)
+        return choose(
+            results,
+            policy,
+            t0,
+            deadline_s,
+            lambda r: (
+                self._sunlit(r.sat, r.start_s)
                 and self.admits(r.sat, r.start_s, r.inference_s, SPARE_CHARGE)
-                and r.delivered_s - t0 <= deadline_s
-            ]
-            results = lit or results
-        return min(results, key=lambda r: r.delivered_s) if results else None
+            ),
+        )
 
     def _serve(
         self, sat: int, up: Arrivals, prompt_tokens: int, output_tokens: int, answer_bytes: int
@@ -354,7 +281,9 @@ class Mission:
         ready = self.model_ready_s(sat, arrive)
         if ready is None:
             return None
-        start, infer, batch = self._slot(sat, max(arrive, ready), prompt_tokens, output_tokens)
+        full_s = self.inference_s(sat, prompt_tokens, output_tokens, self.max_batch)
+        slot = self.queue(sat).slot(max(arrive, ready), prompt_tokens, output_tokens, full_s)
+        start, infer = slot.start_s, slot.inference_s
         upload_wait = max(0.0, ready - arrive)
         if start + infer >= self.plan.duration_s or not self.admits(sat, start, infer):
             return None
@@ -375,23 +304,17 @@ class Mission:
             start - arrive - upload_wait,
             start,
             infer,
-            batch,
+            slot,
             prompt_tokens,
             output_tokens,
         )
 
     def admits(self, sat: int, start_s: float, inference_s: float, spare: float = 0.0) -> bool:
-        """Power and thermal admission: the battery can pay for the inference above its
-        depth-of-discharge floor (plus ``spare`` x capacity) unless the Sun pays, and the
-        radiator is below its maximum temperature minus a margin."""
+        """Power and thermal admission (see ``mission.health``); always without health."""
         if self.health is None:
             return True
-        hw = _profile(self.const.hardware[sat])
-        energy_wh, temp_c = self.health.at(sat, start_s)
-        need_wh = (hw.power.accelerator_peak_w + hw.power.bus_w) * inference_s / 3600.0
-        floor = hw.battery.floor_wh + spare * hw.battery.capacity_wh
-        powered = self._sunlit(sat, start_s) or energy_wh - need_wh >= floor
-        return powered and temp_c <= hw.thermal.max_temp_c - THERMAL_MARGIN_K
+        sunlit = self._sunlit(sat, start_s)
+        return self.health.admits(sat, start_s, inference_s, spare, sunlit)
 
     def model_bytes(self) -> float:
         return load_card(self.timing_card).weight_bytes(self.quant)

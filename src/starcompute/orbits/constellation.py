@@ -203,6 +203,13 @@ def constellation_from_toml(path: Path | None, text: str, default_name: str) -> 
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{where}: invalid TOML ({exc})") from None
+    return constellation_from_doc(doc, path, default_name, where)
+
+
+def constellation_from_doc(
+    doc: dict[str, Any], path: Path | None, default_name: str, where: str
+) -> Constellation:
+    """A constellation from parsed TOML (element files resolve next to ``path``)."""
     name = str(doc.get("name", default_name))
     epoch = parse_utc(str(doc.get("epoch", "2026-01-01T00:00:00Z")))
     shells = [

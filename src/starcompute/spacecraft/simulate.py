@@ -210,8 +210,12 @@ class PowerRun:
         ]
 
 
-def _utilisation(value: float | FloatArray, n: int) -> FloatArray:
-    u = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)).copy()
+def _utilisation(value: float | FloatArray, n: int, n_steps: int) -> FloatArray:
+    """(N, T) accelerator utilisation from a scalar, one value per satellite or a series."""
+    u = np.asarray(value, dtype=np.float64)
+    if u.ndim == 2 and u.shape != (n, n_steps):
+        raise InputError(f"utilisation series must be (satellites, steps) = ({n}, {n_steps})")
+    u = np.broadcast_to(u if u.ndim == 2 else u.reshape(-1, 1), (n, n_steps))
     if not np.all(np.isfinite(u) & (u >= 0.0) & (u <= 1.0)):
         raise InputError("accelerator utilisation (--load) must be within 0..1")
     return u
@@ -229,8 +233,10 @@ def simulate_power(
     sink: ChunkSink | None = None,
     progress: bool = False,
     chunk_steps: int = 360,
+    with_radiation: bool = True,
 ) -> PowerRun:
-    """Integrate power and heat of every satellite; ``sink`` receives each chunk's series."""
+    """Integrate power and heat of every satellite; ``sink`` receives each chunk's series.
+    ``with_radiation`` False skips the radiation environment (SEU and dose come back 0)."""
     if not (np.isfinite(duration_s) and duration_s > 0):
         raise InputError(f"duration must be > 0 s, got {duration_s}")
     if not (np.isfinite(step_s) and 0.1 <= step_s <= 600.0):
@@ -239,7 +245,6 @@ def simulate_power(
         raise InputError(f"initial state of charge must be within 0..1, got {initial_soc}")
     rad = radiation or RadiationConfig.default()
     n = len(const)
-    u = _utilisation(utilisation, n)
     profiles = {name: load_hardware(name) for name in dict.fromkeys(const.hardware)}
     groups = {name: np.flatnonzero(np.array(const.hardware) == name) for name in profiles}
     states = {
@@ -248,7 +253,11 @@ def simulate_power(
     coarse_n = int(np.ceil(duration_s / COARSE_STEP_S))
     eph = propagate(const, time_grid(start, coarse_n * COARSE_STEP_S, COARSE_STEP_S))
     t_fine = np.arange(int(np.floor(duration_s / step_s + 1e-9)), dtype=np.float64) * step_s
-    seu_rate, dose_rate = radiation_rates(eph, rad)
+    u = _utilisation(utilisation, n, len(t_fine))
+    if with_radiation:
+        seu_rate, dose_rate = radiation_rates(eph, rad)
+    else:
+        seu_rate = dose_rate = np.zeros((n, len(eph.times)))
     nearest = np.minimum(np.rint(t_fine / COARSE_STEP_S).astype(np.int64), coarse_n)
     seu = seu_rate[:, nearest].sum(axis=1) * step_s / 86400.0 * BITS_PER_GB
     dose = dose_rate[:, nearest].sum(axis=1) * step_s / 86400.0
@@ -258,7 +267,10 @@ def simulate_power(
         t_chunk = t_fine[c0 : c0 + chunk_steps]
         env = environment(eph, t_chunk)
         eclipse_s += (1.0 - env.sunlit).sum(axis=1) * step_s
-        series = _integrate_chunk(profiles, groups, states, env, u, step_s, n, sink is not None)
+        u_chunk = u[:, c0 : c0 + chunk_steps]
+        series = _integrate_chunk(
+            profiles, groups, states, env, u_chunk, step_s, n, sink is not None
+        )
         if sink is not None:
             series["seu_per_bit_per_day"] = seu_rate[:, nearest[c0 : c0 + chunk_steps]]
             sink(from_offsets(start, t_chunk), np.arange(n), series)
@@ -289,7 +301,7 @@ def _integrate_chunk(
             hw.thermal, env.solar_flux_w_m2[None], env.sunlit[idx], env.cos_sun_zenith[idx]
         )
         for j in range(n_t):
-            out = step_group(hw, states[name], solar[:, j], heat[:, j], u[idx], step_s)
+            out = step_group(hw, states[name], solar[:, j], heat[:, j], u[idx, j], step_s)
             if keep:
                 for key, value in out.items():
                     series[key][idx, j] = value

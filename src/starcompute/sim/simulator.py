@@ -1,0 +1,332 @@
+"""The planner's simulator: every request of a scenario through mission control, in order.
+
+Requests are taken in arrival order (a discrete-event run over arrivals; contacts and
+links advance on the routing grid). For each query mission control's own pieces decide:
+the candidates are the satellites holding the model that the routing tables rank best
+by up + down delay from the query's station at that step (``routing.steps``); for each,
+the satellite's batch queue (``mission.queues``) gives the slot, the performance model
+the inference time, power/thermal admission (``mission.health``) whether it may serve,
+and the way down the first step with a path after the inference ends; the policy
+(``mission.policy``) picks, and the slot is booked. A query that cannot be delivered
+within its deadline or the simulated horizon is rejected (nothing is booked for it).
+
+Candidates are scanned in order of their up + down delay at submission; one is skipped
+when even an empty queue could not beat the best option found so far (judging its way
+down by the delay at submission), which keeps the scan to a few satellites per query.
+Deterministic: the same scenario and seed give the same records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from starcompute.mission.health import SPARE_CHARGE
+from starcompute.mission.policy import choose
+from starcompute.mission.queues import SatelliteQueue, Slot
+from starcompute.sim.scenario import Scenario
+from starcompute.sim.workload import EO, Demand, check_inputs, generate, scenario_regions
+from starcompute.sim.world import Progress, World, build_world, great_circle_km
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+DELIVERED, NO_PATH, DEADLINE, HORIZON = 0, 1, 2, 3
+STATUS = ("delivered", "no-path", "deadline", "horizon")
+PARTS = ("terrestrial_s", "wait_for_contact_s", "up_s", "queue_s", "inference_s", "down_s")
+
+
+@dataclass(slots=True)
+class Records:
+    """Per-request outcome (arrays over requests) and the batches that ran."""
+
+    demand: Demand
+    status: IntArray
+    serving_sat: IntArray  # -1 when rejected
+    uplink_station: IntArray  # -1: none (EO job, or rejected)
+    downlink_station: IntArray
+    up_hops: IntArray
+    down_hops: IntArray
+    batch: IntArray  # index into the batch arrays, -1 when rejected
+    delivered_s: FloatArray  # NaN when rejected
+    parts: dict[str, FloatArray]  # seconds per part (sum = delivered - submitted)
+    batch_sat: IntArray
+    batch_start_s: FloatArray
+    batch_duration_s: FloatArray
+    batch_size: IntArray
+    batch_model: IntArray
+
+
+@dataclass(slots=True)
+class _Option:
+    sat: int
+    slot: Slot
+    ready_s: float  # query on board
+    down_depart_s: float
+    down_s: float
+    delivered_s: float
+    station_down: int
+    hops_up: int
+    hops_down: int
+
+
+def simulate_records(scenario: Scenario, progress: Progress | None = None) -> tuple[World, Records]:
+    """Build the world, draw the demand and plan every request."""
+    check_inputs(scenario)
+    world = build_world(scenario, progress)
+    rng = np.random.default_rng(int(scenario[""]["seed"]))
+    eo_model = _eo_model(scenario)
+    eo_sats = np.flatnonzero(world.holders[eo_model]).astype(np.int64)
+    demand = generate(scenario, eo_sats, rng)
+    return world, _Planner(world, demand, progress).run()
+
+
+def _eo_model(scenario: Scenario) -> int:
+    name = scenario["earth_observation"]["model"]
+    names = [m["name"] for m in scenario.models]
+    return names.index(name) if name else 0
+
+
+class _Planner:
+    def __init__(self, world: World, demand: Demand, progress: Progress | None) -> None:
+        self.w, self.d, self.progress = world, demand, progress
+        sc = world.scenario
+        self.step_s = world.tables.step_s
+        self.n_steps = world.tables.n_steps
+        self.horizon_s = self.n_steps * self.step_s
+        self.down_delay = world.tables.down_delay_s
+        self.policy = str(sc["scheduler"]["policy"])
+        self.infinite = bool(sc["compute"]["infinite"])
+        self.deadline_s = float(sc["workload"]["deadline_s"])
+        self.queues = [
+            SatelliteQueue(int(sc["scheduler"]["max_batch"])) for _ in range(len(world.const))
+        ]
+        self.full_batch_s = self._full_batch_times()
+        self.source, self.fiber_s = self._sources()
+        net = world.net
+        self.s_per_byte_ground = 8.0 / net.ground_rate_bps
+        self.s_per_byte_isl = 8.0 / net.isl.rate_bps
+        self.batches: list[tuple[int, float, float, int]] = []  # sat, start, duration, model
+        self.batch_size: list[int] = []
+
+    def _full_batch_times(self) -> FloatArray:
+        """(requests, hardware) time of a full batch of each request's size."""
+        d, w = self.d, self.w
+        out = np.zeros((len(d), len(w.hw_names)))
+        if self.infinite:
+            return out
+        batch = int(w.scenario["scheduler"]["max_batch"])
+        for m, models in enumerate(w.perf):
+            rows = d.model == m
+            p = d.prompt_tokens[rows].astype(np.float64)
+            o = d.output_tokens[rows].astype(np.float64)
+            for h, perf in enumerate(models):
+                out[rows, h] = perf.total_s_array(p, o, batch)
+        return out
+
+    def _sources(self) -> tuple[IntArray, FloatArray]:
+        """Routing source of each region (its nearest station, or ANY) and fibre delay."""
+        sc, w = self.w.scenario, self.w
+        regions = scenario_regions(sc)
+        n = len(regions.names)
+        if sc["ground"]["handoff"] == "any":
+            return np.full(n, w.tables.any_source), np.zeros(n)
+        lat = np.array([s.lat_deg for s in w.stations])
+        lon = np.array([s.lon_deg for s in w.stations])
+        dist = great_circle_km(
+            regions.lat_deg[:, None], regions.lon_deg[:, None], lat[None, :], lon[None, :]
+        )
+        nearest = np.argmin(dist, axis=1)
+        return nearest.astype(np.int64), dist[np.arange(n), nearest] / float(
+            sc["ground"]["fiber_km_s"]
+        )
+
+    def run(self) -> Records:
+        d = self.d
+        n = len(d)
+        out = _empty_records(d)
+        chunk = max(1, n // 100)
+        for i in range(n):
+            self._plan(i, out)
+            if self.progress is not None and (i + 1) % chunk == 0:
+                self.progress("requests", chunk, n)
+        b = np.array(self.batches, dtype=np.float64).reshape(-1, 4)
+        out.batch_sat = b[:, 0].astype(np.int64)
+        out.batch_start_s = b[:, 1]
+        out.batch_duration_s = b[:, 2]
+        out.batch_model = b[:, 3].astype(np.int64)
+        out.batch_size = np.array(self.batch_size, dtype=np.int64)
+        return out
+
+    def _candidates(
+        self, i: int, t_s: float
+    ) -> tuple[float, float, list[tuple[int, float, int]]] | int:
+        """(terrestrial s, uplink departure, [(sat, up delay, hops)]) or a rejection code."""
+        d, tb = self.d, self.w.tables
+        if d.kind[i] == EO:
+            return 0.0, t_s, [(int(d.satellite[i]), 0.0, 0)]
+        region = int(d.region[i])
+        fiber = float(self.fiber_s[region])
+        t_in = t_s + fiber
+        k = int(t_in // self.step_s)
+        if k >= tb.n_steps:
+            return HORIZON
+        src, g = int(self.source[region]), int(d.model[i])
+        k = int(tb.next_up_step[k, src, g])
+        if k < 0:
+            return NO_PATH
+        depart = max(t_in, k * self.step_s)
+        sats = tb.best_sat[k, src, g].tolist()
+        ups = tb.best_up_s[k, src, g].tolist()
+        hops = tb.best_hops[k, src, g].tolist()
+        cands = [(s, u, h) for s, u, h in zip(sats, ups, hops, strict=True) if s >= 0]
+        if self.policy == "nearest":
+            direct = [c for c in cands if c[2] == 1]
+            cands = [min(direct, key=lambda c: c[1])] if direct else []
+        return fiber, depart, cands
+
+    def _plan(self, i: int, out: Records) -> None:
+        d = self.d
+        t_s = float(d.t_s[i])
+        found = self._candidates(i, t_s)
+        if isinstance(found, int):
+            out.status[i] = found
+            return
+        fiber, depart, cands = found
+        q_bytes, a_bytes = float(d.query_bytes[i]), float(d.answer_bytes[i])
+        best: _Option | None = None
+        options: list[_Option] = []
+        for sat, up_s, hops in cands:
+            tx = (
+                q_bytes * (self.s_per_byte_ground + (hops - 1) * self.s_per_byte_isl)
+                if hops
+                else 0.0
+            )
+            ready = depart + up_s + tx
+            full = float(self.full_batch_s[i, self.w.hw_of_sat[sat]])
+            if best is not None and ready + full + self._down_now(sat, ready) >= best.delivered_s:
+                continue
+            option = self._option(i, sat, ready, full, a_bytes, hops)
+            if option is not None:
+                options.append(option)
+                if best is None or option.delivered_s < best.delivered_s:
+                    best = option
+        pick = choose(options, self.policy, t_s, self.deadline_s, self._thrifty)
+        if pick is None:
+            out.status[i] = NO_PATH if not options else DEADLINE
+            return
+        if pick.delivered_s - t_s > self.deadline_s:
+            out.status[i] = DEADLINE
+            return
+        self._book(i, pick, out, t_s, fiber, depart)
+
+    def _down_now(self, sat: int, t_s: float) -> float:
+        value = float(self.down_delay[min(int(t_s // self.step_s), self.n_steps - 1), sat])
+        return value if value < np.inf else 0.0
+
+    def _option(
+        self, i: int, sat: int, ready: float, full: float, a_bytes: float, hops: int
+    ) -> _Option | None:
+        d, tb, h = self.d, self.w.tables, self.w.health
+        prompt, output = int(d.prompt_tokens[i]), int(d.output_tokens[i])
+        queue = self.queues[sat]
+        slot = Slot(ready, 0.0, None) if self.infinite else queue.slot(ready, prompt, output, full)
+        if h is not None and not h.admits(sat, slot.start_s, slot.inference_s):
+            return None
+        end = slot.start_s + slot.inference_s
+        k = int(end // self.step_s)
+        if k >= self.n_steps:
+            return None
+        k = int(tb.next_down_step[k, sat])
+        if k < 0:
+            return None
+        dep = max(end, k * self.step_s)
+        hops_down = int(tb.down_hops[k, sat])
+        down = float(tb.down_delay_s[k, sat]) + a_bytes * (
+            self.s_per_byte_ground + (hops_down - 1) * self.s_per_byte_isl
+        )
+        delivered = dep + down
+        if delivered > self.horizon_s:
+            return None
+        return _Option(
+            sat, slot, ready, dep, down, delivered, int(tb.down_station[k, sat]), hops, hops_down
+        )
+
+    def _thrifty(self, o: _Option) -> bool:
+        h = self.w.health
+        if h is None:
+            return True
+        start, infer = o.slot.start_s, o.slot.inference_s
+        return h.sunlit_at(o.sat, start) and h.admits(o.sat, start, infer, SPARE_CHARGE)
+
+    def _book(
+        self, i: int, o: _Option, out: Records, t_s: float, fiber: float, depart: float
+    ) -> None:
+        d = self.d
+        if self.infinite:
+            index = len(self.batches)
+            self.batches.append((o.sat, o.slot.start_s, 0.0, int(d.model[i])))
+            self.batch_size.append(1)
+        else:
+            queue = self.queues[o.sat]
+            batch = queue.book(o.slot, int(d.prompt_tokens[i]), int(d.output_tokens[i]))
+            queue.retire_before(t_s)  # no later query can join a slot that started before now
+            if batch.tag >= 0:
+                index = batch.tag
+                self.batch_size[index] += 1
+            else:
+                index = batch.tag = len(self.batches)
+                self.batches.append((o.sat, batch.start_s, batch.inference_s, int(d.model[i])))
+                self.batch_size.append(1)
+        end = o.slot.start_s + o.slot.inference_s
+        out.status[i] = DELIVERED
+        out.serving_sat[i] = o.sat
+        up_station = -1
+        if d.kind[i] != EO:
+            src = int(self.source[int(d.region[i])])
+            tb = self.w.tables
+            up_station = (
+                src
+                if src != tb.any_source
+                else int(tb.down_station[int(depart // self.step_s), o.sat])
+            )
+        out.uplink_station[i] = up_station
+        out.downlink_station[i] = o.station_down
+        out.up_hops[i] = o.hops_up
+        out.down_hops[i] = o.hops_down
+        out.batch[i] = index
+        out.delivered_s[i] = o.delivered_s
+        p = out.parts
+        p["terrestrial_s"][i] = fiber
+        p["wait_for_contact_s"][i] = (depart - t_s - fiber) + (o.down_depart_s - end)
+        p["up_s"][i] = o.ready_s - depart
+        p["queue_s"][i] = o.slot.start_s - o.ready_s
+        p["inference_s"][i] = o.slot.inference_s
+        p["down_s"][i] = o.down_s
+
+
+def _empty_records(d: Demand) -> Records:
+    n = len(d)
+
+    def ints(fill: int) -> IntArray:
+        return np.full(n, fill, dtype=np.int64)
+
+    return Records(
+        demand=d,
+        status=ints(-1),
+        serving_sat=ints(-1),
+        uplink_station=ints(-1),
+        downlink_station=ints(-1),
+        up_hops=ints(0),
+        down_hops=ints(0),
+        batch=ints(-1),
+        delivered_s=np.full(n, np.nan),
+        parts={p: np.zeros(n) for p in PARTS},
+        batch_sat=np.zeros(0, dtype=np.int64),
+        batch_start_s=np.zeros(0),
+        batch_duration_s=np.zeros(0),
+        batch_size=np.zeros(0, dtype=np.int64),
+        batch_model=np.zeros(0, dtype=np.int64),
+    )
