@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_routes.py
 	$(BIN)/python bench/bench_power.py
 	$(BIN)/python bench/bench_inference.py
+	$(BIN)/python bench/bench_simulate.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -67,7 +67,7 @@ def test_star_compute_example_loads() -> None:
     assert s["workload"]["queries_per_day"] == 1_000_000.0
     assert s["workload"]["prompt_tokens"] == {"median": 200, "sigma": 1.0, "max": 4096}
     assert s["earth_observation"]["model"] == "qwen3-8b"
-    assert s["scheduler"]["candidates"] == 8
+    assert s["scheduler"]["candidates"] == 16  # the schema default
     assert s["power"]["initial_soc"] == 1.0  # section absent from the file: defaults
 
 

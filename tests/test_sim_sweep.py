@@ -41,3 +41,19 @@ def test_a_bad_combination_fails_before_anything_runs() -> None:
         combinations(base, [Vary("scheduler.max_batch", (8, 0))])
     with pytest.raises(InputError, match="unknown key"):
         combinations(base, [Vary("scheduler.speed", (1, 2))])
+
+
+def test_sweep_on_an_existing_scheduler() -> None:
+    """--scheduler: the sweep runs on a cluster someone else started (here on loopback)."""
+    from dask.distributed import LocalCluster
+
+    base = load_scenario(EXAMPLE).with_overrides({"duration_h": 1.0})
+    varies = [Vary("scheduler.max_batch", (1, 8))]
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        rows = run_sweep(base, varies, scheduler=cluster.scheduler_address)
+    for row, (_, scenario) in zip(rows, combinations(base, varies), strict=True):
+        alone = flatten(run_one(scenario))
+        assert {k: row[k] for k in alone} == alone

@@ -19,6 +19,7 @@ from starcompute.sim.world import Progress
 STAGES = {
     "routing": "routing tables",
     "health": "satellite health",
+    "demand": "drawing demand",
     "requests": "planning requests",
     "measure": "power and metrics",
 }

@@ -11,9 +11,10 @@ and the way down the first step with a path after the inference ends; the policy
 within its deadline or the simulated horizon is rejected (nothing is booked for it).
 
 Candidates are scanned in order of their up + down delay at submission; one is skipped
-when even an empty queue could not beat the best option found so far (judging its way
-down by the delay at submission), which keeps the scan to a few satellites per query.
-Deterministic: the same scenario and seed give the same records.
+as soon as a lower bound (the end of its inference, on an empty queue, then in its
+actual slot) cannot beat the best delivery found so far, so the skipping never changes
+the choice (``energy-aware`` scans every candidate within the deadline). Deterministic:
+the same scenario and seed give the same records.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def simulate_records(scenario: Scenario, progress: Progress | None = None) -> tu
     rng = np.random.default_rng(int(scenario[""]["seed"]))
     eo_model = _eo_model(scenario)
     eo_sats = np.flatnonzero(world.holders[eo_model]).astype(np.int64)
+    if progress is not None:
+        progress("demand", 0, 1)
     demand = generate(scenario, eo_sats, rng)
     return world, _Planner(world, demand, progress).run()
 
@@ -106,8 +109,9 @@ class _Planner:
         self.full_batch_s = self._full_batch_times()
         self.source, self.fiber_s = self._sources()
         net = world.net
-        self.s_per_byte_ground = 8.0 / net.ground_rate_bps
-        self.s_per_byte_isl = 8.0 / net.isl.rate_bps
+        self.s_ground = 8.0 / net.ground_rate_bps  # seconds per byte
+        self.s_isl = 8.0 / net.isl.rate_bps
+        self.hw_of_sat = world.hw_of_sat.tolist()
         self.batches: list[tuple[int, float, float, int]] = []  # sat, start, duration, model
         self.batch_size: list[int] = []
 
@@ -148,6 +152,8 @@ class _Planner:
         n = len(d)
         out = _empty_records(d)
         chunk = max(1, n // 100)
+        if self.progress is not None:
+            self.progress("requests", 0, n)
         for i in range(n):
             self._plan(i, out)
             if self.progress is not None and (i + 1) % chunk == 0:
@@ -195,24 +201,22 @@ class _Planner:
             out.status[i] = found
             return
         fiber, depart, cands = found
-        q_bytes, a_bytes = float(d.query_bytes[i]), float(d.answer_bytes[i])
-        best: _Option | None = None
+        q_bytes = float(d.query_bytes[i])
+        full_row = self.full_batch_s[i].tolist()
+        # the best delivery so far bounds the scan (energy-aware may prefer a later one)
+        bound = t_s + self.deadline_s if self.policy == "energy-aware" else np.inf
         options: list[_Option] = []
         for sat, up_s, hops in cands:
-            tx = (
-                q_bytes * (self.s_per_byte_ground + (hops - 1) * self.s_per_byte_isl)
-                if hops
-                else 0.0
-            )
+            tx = q_bytes * (self.s_ground + (hops - 1) * self.s_isl) if hops else 0.0
             ready = depart + up_s + tx
-            full = float(self.full_batch_s[i, self.w.hw_of_sat[sat]])
-            if best is not None and ready + full + self._down_now(sat, ready) >= best.delivered_s:
+            full = full_row[self.hw_of_sat[sat]]
+            if ready + full >= bound:  # even an empty queue could not do better
                 continue
-            option = self._option(i, sat, ready, full, a_bytes, hops)
+            option = self._option(i, sat, ready, full, hops, bound)
             if option is not None:
                 options.append(option)
-                if best is None or option.delivered_s < best.delivered_s:
-                    best = option
+                if self.policy != "energy-aware":
+                    bound = min(bound, option.delivered_s)
         pick = choose(options, self.policy, t_s, self.deadline_s, self._thrifty)
         if pick is None:
             out.status[i] = NO_PATH if not options else DEADLINE
@@ -222,20 +226,20 @@ class _Planner:
             return
         self._book(i, pick, out, t_s, fiber, depart)
 
-    def _down_now(self, sat: int, t_s: float) -> float:
-        value = float(self.down_delay[min(int(t_s // self.step_s), self.n_steps - 1), sat])
-        return value if value < np.inf else 0.0
-
     def _option(
-        self, i: int, sat: int, ready: float, full: float, a_bytes: float, hops: int
+        self, i: int, sat: int, ready: float, full: float, hops: int, bound: float
     ) -> _Option | None:
+        """Serving on ``sat`` (None: not admitted, no way down, or no better than bound)."""
         d, tb, h = self.d, self.w.tables, self.w.health
-        prompt, output = int(d.prompt_tokens[i]), int(d.output_tokens[i])
-        queue = self.queues[sat]
-        slot = Slot(ready, 0.0, None) if self.infinite else queue.slot(ready, prompt, output, full)
-        if h is not None and not h.admits(sat, slot.start_s, slot.inference_s):
-            return None
+        if self.infinite:
+            slot = Slot(ready, 0.0, None)
+        else:
+            slot = self.queues[sat].slot(
+                ready, int(d.prompt_tokens[i]), int(d.output_tokens[i]), full
+            )
         end = slot.start_s + slot.inference_s
+        if end >= bound or (h is not None and not h.admits(sat, slot.start_s, slot.inference_s)):
+            return None
         k = int(end // self.step_s)
         if k >= self.n_steps:
             return None
@@ -244,8 +248,9 @@ class _Planner:
             return None
         dep = max(end, k * self.step_s)
         hops_down = int(tb.down_hops[k, sat])
-        down = float(tb.down_delay_s[k, sat]) + a_bytes * (
-            self.s_per_byte_ground + (hops_down - 1) * self.s_per_byte_isl
+        a_bytes = float(d.answer_bytes[i])
+        down = float(self.down_delay[k, sat]) + a_bytes * (
+            self.s_ground + (hops_down - 1) * self.s_isl
         )
         delivered = dep + down
         if delivered > self.horizon_s:
