@@ -19,6 +19,7 @@ from starcompute.cli import (
     mission,
     power,
     route,
+    serve,
     simulate,
     stations,
 )
@@ -35,6 +36,7 @@ GROUPS = (
     infer,
     mission,
     simulate,
+    serve,
 )
 
 

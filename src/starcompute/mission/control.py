@@ -83,6 +83,7 @@ class Trace:
     timings_s: dict[str, float]
     policy: str
     uplink_at: np.datetime64  # when the query left the ground
+    inference_start: np.datetime64 | None = None  # when the satellite starts on it
 
     @property
     def total_s(self) -> float:
@@ -101,6 +102,9 @@ class Trace:
                 "total": round(self.total_s, 6),
             },
             "uplink_at": format_utc(self.uplink_at),
+            "inference_start": format_utc(self.inference_start)
+            if self.inference_start is not None
+            else None,
             "submitted": format_utc(self.submitted),
             "delivered": format_utc(self.delivered),
         }
@@ -374,4 +378,5 @@ class Mission:
             timings_s=parts,
             policy=policy,
             uplink_at=from_offsets(self.plan.start, [up.hops[0].depart_s])[0],
+            inference_start=from_offsets(self.plan.start, [best.start_s])[0],
         )

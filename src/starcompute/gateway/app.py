@@ -1,0 +1,382 @@
+"""The ground gateway: an OpenAI-compatible API into the constellation, and the dashboard.
+
+Thin by design: it parses HTTP, checks the API key, keeps the queue bounded, and turns
+the ground segment's events (``mission.live``) into OpenAI's response shapes. Each
+response also carries the orbital trace (``starcompute`` field, ``X-Starcompute-*``
+headers), which plain clients ignore.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from starcompute.errors import InputError, StarcomputeError
+from starcompute.gateway.metrics import GatewayMetrics
+from starcompute.gateway.schemas import ChatCompletionRequest, error_body
+from starcompute.mission.control import DeadlineError, Mission, Trace
+from starcompute.mission.live import Event, GroundSegment, QueueFullError
+from starcompute.times import format_utc
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(
+    segment: GroundSegment,
+    model_id: str,
+    api_keys: dict[str, str] | None = None,
+    default_max_tokens: int = 128,
+    max_tokens_limit: int = 1024,
+    czml: Callable[[Mission], list[dict[str, Any]]] | None = None,
+) -> FastAPI:
+    """``api_keys``: key -> key id (None: no authentication). ``czml(mission)``: the
+    dashboard's CZML document of a mission plan (made once per plan)."""
+    app = FastAPI(title="starcompute gateway", version="0.1.0")
+    metrics = GatewayMetrics()
+    created = int(time.time())
+    czml_cache: dict[str, Any] = {}
+    _errors(app)
+
+    def authorise(request: Request) -> str | None:
+        if not api_keys:
+            return None
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        for known, key_id in api_keys.items():
+            if scheme.lower() == "bearer" and hmac.compare_digest(key.encode(), known.encode()):
+                return key_id
+        raise _HttpError(
+            401, "Incorrect or missing API key.", "invalid_request_error", None, "invalid_api_key"
+        )
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat(body: ChatCompletionRequest, request: Request) -> Response:
+        key_id = authorise(request)
+        if body.model != model_id:
+            raise _HttpError(
+                400,
+                f"The model {body.model!r} does not exist; available: {model_id}",
+                param="model",
+                code="model_not_found",
+            )
+        asked = body.max_completion_tokens or body.max_tokens or default_max_tokens
+        if asked > max_tokens_limit:
+            raise _HttpError(
+                400,
+                f"max_tokens must be within 1..{max_tokens_limit}, got {asked}",
+                param="max_tokens",
+                code="max_tokens_out_of_range",
+            )
+        try:
+            gen = body.generation(default_max_tokens)
+            request_id = segment.admit()
+        except QueueFullError as exc:
+            metrics.requests.labels("rejected_busy").inc()
+            raise _HttpError(
+                429, str(exc), "rate_limit_error", code="queue_full", retry_after=exc.retry_after_s
+            ) from None
+        except InputError as exc:
+            raise _HttpError(400, str(exc), param="messages") from None
+        metrics.in_flight.inc()
+        segment.log.start(request_id, time.time(), key_id, model_id, body.stream)
+        events = _guarded(segment, metrics, request_id, segment.run(request_id, gen))
+        try:
+            first = await anext(events)
+        except InputError as exc:
+            raise _HttpError(
+                400, str(exc), param="max_tokens", code="context_length_exceeded"
+            ) from None
+        except DeadlineError as exc:
+            raise _HttpError(503, str(exc), "server_error", code="no_path_to_orbit") from None
+        except StarcomputeError as exc:
+            raise _HttpError(503, str(exc), "server_error", code="unavailable") from None
+        assert first.trace is not None
+        headers = _headers(request_id, first.trace, planned=True)
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            chunks = _sse(segment, metrics, events, request_id, model_id, include_usage)
+            return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
+        return await _complete(segment, metrics, events, request_id, model_id)
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        authorise(request)
+        return {
+            "object": "list",
+            "data": [
+                {"id": model_id, "object": "model", "created": created, "owned_by": "starcompute"}
+            ],
+        }
+
+    @app.get("/api/requests/{request_id}")
+    async def request_trace(request_id: str) -> dict[str, Any]:
+        row = segment.log.get(request_id)
+        if row is None:
+            raise _HttpError(404, f"no request {request_id!r}", code="not_found")
+        return row
+
+    @app.get("/api/requests")
+    async def recent(limit: int = 20) -> dict[str, Any]:
+        if not 1 <= limit <= 500:
+            raise _HttpError(400, f"limit must be within 1..500, got {limit}", param="limit")
+        return {"requests": segment.log.recent(limit)}
+
+    @app.get("/api/constellation")
+    async def constellation() -> dict[str, Any]:
+        return segment.positions()
+
+    @app.get("/api/contacts")
+    async def contacts(minutes: float = 60.0) -> dict[str, Any]:
+        if not 0 < minutes <= 24 * 60:
+            raise _HttpError(400, f"minutes must be within 0..1440, got {minutes}", param="minutes")
+        return segment.contacts(minutes * 60.0)
+
+    @app.get("/api/czml")
+    async def czml_doc() -> Response:
+        if czml is None:
+            raise _HttpError(404, "no CZML for this gateway", code="not_found")
+        mission = segment.mission
+        if czml_cache.get("mission") is not mission:
+            czml_cache["mission"] = mission
+            czml_cache["text"] = json.dumps(czml(mission))
+        return Response(czml_cache["text"], media_type="application/json")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "model": model_id,
+            "orbit_time": format_utc(segment.clock.now()),
+            "time_scale": segment.clock.time_scale,
+            "in_flight": segment.in_flight,
+            "queue_limit": segment.max_queue,
+            "completed": segment.completed,
+        }
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False, response_model=None)
+    async def dashboard() -> Response:
+        index = STATIC / "index.html"
+        if index.is_file():
+            return FileResponse(index)
+        return HTMLResponse(
+            "<h1>starcompute gateway</h1>"
+            "<p>The dashboard is not built: run <code>make web</code>.</p>"
+        )
+
+    if STATIC.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+class _HttpError(Exception):
+    """An error response in OpenAI's shape."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.body = status, error_body(message, kind, param, code)
+        self.headers = {"Retry-After": str(int(retry_after))} if retry_after else None
+
+
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(_HttpError)
+    async def http_error(request: Request, exc: _HttpError) -> JSONResponse:
+        return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        types = {"str", "int", "float", "bool", "dict", "list", "none"}
+        loc = [
+            str(p)
+            for p in first.get("loc", ())
+            if p != "body" and (isinstance(p, int) or (str(p).isidentifier() and p not in types))
+        ]
+        param = ".".join(loc) or None
+        message = f"{param}: {first.get('msg')}" if param else str(first.get("msg"))
+        return JSONResponse(error_body(message, param=param), status_code=400)
+
+
+async def _guarded(
+    segment: GroundSegment, metrics: GatewayMetrics, request_id: str, events: AsyncIterator[Event]
+) -> AsyncIterator[Event]:
+    """The segment's events; the queue place is given back however the request ends."""
+    status, error = "failed", None
+    try:
+        async for event in events:
+            if event.kind == "done":
+                status = "completed"
+            yield event
+    except Exception as exc:
+        error = str(exc)
+        raise
+    finally:
+        segment.release()
+        metrics.in_flight.dec()
+        metrics.requests.labels(status).inc()
+        if status != "completed":
+            segment.log.finish(request_id, status=status if error else "cancelled", error=error)
+
+
+def _headers(request_id: str, trace: Trace, planned: bool) -> dict[str, str]:
+    prefix = "X-Starcompute-"
+    return {
+        prefix + "Request-Id": request_id,
+        prefix + "Uplink-Station": trace.uplink_station,
+        prefix + "Serving-Satellite": trace.serving_satellite,
+        prefix + "Downlink-Station": trace.downlink_station,
+        prefix + ("Planned-Latency-S" if planned else "Orbit-Latency-S"): f"{trace.total_s:.3f}",
+    }
+
+
+def _usage(event: Event) -> dict[str, int]:
+    done = event.completion
+    assert done is not None
+    total = done.prompt_tokens + done.completion_tokens
+    return {
+        "prompt_tokens": done.prompt_tokens,
+        "completion_tokens": done.completion_tokens,
+        "total_tokens": total,
+    }
+
+
+def _extra(request_id: str, event: Event, ttft_s: float | None, wall_s: float) -> dict[str, Any]:
+    assert event.trace is not None
+    return {
+        "request_id": request_id,
+        "trace": event.trace.to_dict(),
+        "wall": {"time_to_first_token_s": ttft_s, "total_s": round(wall_s, 4)},
+    }
+
+
+def _record(
+    segment: GroundSegment, metrics: GatewayMetrics, request_id: str, event: Event,
+    ttft_s: float | None, wall_s: float,
+) -> None:  # fmt: skip
+    done, trace = event.completion, event.trace
+    assert done is not None and trace is not None
+    metrics.tokens.inc(done.completion_tokens)
+    metrics.orbit_latency.observe(trace.total_s)
+    if ttft_s is not None:
+        metrics.wall_ttft.observe(ttft_s)
+    segment.log.finish(
+        request_id,
+        status="completed",
+        prompt_tokens=done.prompt_tokens,
+        completion_tokens=done.completion_tokens,
+        wall_ttft_s=ttft_s,
+        wall_total_s=wall_s,
+        orbit_submitted=format_utc(trace.submitted),
+        orbit_delivered=format_utc(trace.delivered),
+        trace=trace.to_dict(),
+    )
+
+
+async def _complete(
+    segment: GroundSegment,
+    metrics: GatewayMetrics,
+    events: AsyncIterator[Event],
+    request_id: str,
+    model_id: str,
+) -> JSONResponse:
+    t0 = time.perf_counter()
+    ttft: float | None = None
+    final: Event | None = None
+    async for event in events:
+        if event.kind == "piece" and ttft is None:
+            ttft = time.perf_counter() - t0
+        elif event.kind == "done":
+            final = event
+    assert final is not None and final.completion is not None and final.trace is not None
+    wall = time.perf_counter() - t0
+    _record(segment, metrics, request_id, final, ttft, wall)
+    body = {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model_id,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": final.completion.text},
+                "logprobs": None,
+                "finish_reason": final.completion.finish_reason,
+            }
+        ],
+        "usage": _usage(final),
+        "starcompute": _extra(request_id, final, ttft, wall),
+    }
+    return JSONResponse(body, headers=_headers(request_id, final.trace, planned=False))
+
+
+async def _sse(
+    segment: GroundSegment,
+    metrics: GatewayMetrics,
+    events: AsyncIterator[Event],
+    request_id: str,
+    model_id: str,
+    include_usage: bool,
+) -> AsyncIterator[str]:
+    """Server-sent events in OpenAI's chunk shape, then ``data: [DONE]``."""
+    t0 = time.perf_counter()
+    created = int(time.time())
+    ttft: float | None = None
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        body = {
+            "id": request_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model_id,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            **extra,
+        }
+        return f"data: {json.dumps(body)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    try:
+        async for event in events:
+            if event.kind == "piece":
+                if ttft is None:
+                    ttft = time.perf_counter() - t0
+                yield chunk({"content": event.text})
+            elif event.kind == "done":
+                assert event.completion is not None
+                wall = time.perf_counter() - t0
+                _record(segment, metrics, request_id, event, ttft, wall)
+                extra = _extra(request_id, event, ttft, wall)
+                yield chunk({}, event.completion.finish_reason, starcompute=extra)
+                if include_usage:
+                    body = {
+                        "id": request_id,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model_id,
+                        "choices": [],
+                        "usage": _usage(event),
+                    }
+                    yield f"data: {json.dumps(body)}\n\n"
+    except Exception as exc:  # headers are gone: the error travels in the stream
+        yield f"data: {json.dumps(error_body(str(exc), 'server_error'))}\n\n"
+    yield "data: [DONE]\n\n"

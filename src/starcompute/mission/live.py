@@ -1,0 +1,253 @@
+"""The ground segment on a live clock: chat requests from the gateway go to orbit, are
+answered by the real engine on the serving satellite, and come back when mission control
+says they arrive.
+
+The orbit clock runs ``time_scale`` times faster than the wall clock from a chosen
+start. For each request mission control plans the trip at "orbit now" (as ``ask`` does:
+a check before running, the booking with the real token counts after); the first token
+is released when the satellite starts on the query (after the up trip, waits for
+contacts and the queue, on the live clock) and the last one when the answer reaches the
+ground. The engine behind a :class:`~starcompute.compute.batcher.Batcher` serves many
+requests at once; mission control, which is not thread-safe, plans on one worker thread
+so the event loop never blocks on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from starcompute.compute.batcher import Batcher
+from starcompute.compute.engine import Completion, Engine, GenerationRequest
+from starcompute.errors import InputError, StarcomputeError
+from starcompute.mission.control import Mission, Trace
+from starcompute.mission.health import profile
+from starcompute.mission.requestlog import RequestLog
+from starcompute.mission.wire import QueryPacket, encode
+from starcompute.times import format_utc, from_offsets, offsets_s
+
+ANSWER_OVERHEAD_BYTES = 64  # packet header, CRC and JSON framing of an answer (approx.)
+
+
+class QueueFullError(StarcomputeError):
+    """The request queue is full; ``retry_after_s`` says when to try again."""
+
+    def __init__(self, limit: int, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(f"the request queue is full ({limit} requests in flight)")
+
+
+class PlanEndedError(StarcomputeError):
+    """The orbit clock has run past the mission plan (and nothing rolls it forward)."""
+
+    def __init__(self, end: np.datetime64) -> None:
+        super().__init__(f"the mission plan ends at {format_utc(end)}: no new queries")
+
+
+@dataclass(slots=True)
+class LiveClock:
+    """Orbit time = ``orbit_start`` + (wall time since start) x ``time_scale``."""
+
+    orbit_start: np.datetime64
+    time_scale: float = 1.0
+    wall_start: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.time_scale) and self.time_scale > 0):
+            raise InputError(f"time scale must be > 0, got {self.time_scale}")
+
+    def now(self) -> np.datetime64:
+        elapsed = (time.monotonic() - self.wall_start) * self.time_scale
+        now: np.datetime64 = from_offsets(self.orbit_start, [elapsed])[0]
+        return now
+
+    def wall_until(self, when: np.datetime64) -> float:
+        """Wall seconds until orbit time ``when`` (0 if past)."""
+        return max(0.0, float(offsets_s(when, self.now())) / self.time_scale)
+
+
+@dataclass(slots=True)
+class Event:
+    """What a request yields: ``planned`` (trace), ``piece`` (text), ``done``."""
+
+    kind: str
+    text: str = ""
+    trace: Trace | None = None
+    completion: Completion | None = None
+
+
+class GroundSegment:
+    """Mission control, the engine and the request log behind the gateway."""
+
+    def __init__(
+        self,
+        mission: Mission,
+        engine: Engine,
+        clock: LiveClock,
+        log: RequestLog | None = None,
+        max_queue: int = 64,
+        policy: str = "earliest-completion",
+        deadline_s: float = 3600.0,
+        max_batch: int = 16,
+        replan: Callable[[np.datetime64], Mission] | None = None,
+    ) -> None:
+        """``replan(start)``: a new mission plan from ``start`` when the clock nears the
+        end of the current one (None: requests past the plan are refused)."""
+        if max_queue < 1:
+            raise InputError(f"queue size must be >= 1, got {max_queue}")
+        self.mission, self.engine, self.clock = mission, engine, clock
+        self.log = log or RequestLog()
+        self.max_queue, self.policy, self.deadline_s = max_queue, policy, deadline_s
+        self.batcher = Batcher(engine, max_batch)
+        self._planner = ThreadPoolExecutor(1, thread_name_prefix="mission-control")
+        self.replan = replan
+        self.in_flight = 0
+        self.completed = 0
+
+    def close(self) -> None:
+        self.batcher.close()
+        self._planner.shutdown(wait=True)
+
+    def admit(self) -> str:
+        """Take a place in the queue (raises QueueFullError) and return a new request id."""
+        if self.in_flight >= self.max_queue:
+            raise QueueFullError(self.max_queue, self._retry_after_s())
+        self.in_flight += 1
+        return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+
+    def release(self) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
+
+    def _retry_after_s(self) -> float:
+        return float(max(1, round(self.max_queue / max(self.batcher.max_batch, 1))))
+
+    def prompt_tokens(self, request: GenerationRequest) -> int:
+        """Token count of the prompt (validates it against the context window)."""
+        encode_fn = getattr(self.engine, "encode", None)
+        if encode_fn is not None:
+            return len(encode_fn(request))
+        text = request.prompt or " ".join(m.content for m in request.messages)
+        return max(1, round(1.3 * len(text.split())))
+
+    async def run(self, request_id: str, request: GenerationRequest) -> AsyncIterator[Event]:
+        """Plan, wait for the satellite, generate (pieces as they come), deliver."""
+        loop = asyncio.get_running_loop()
+        at = self.clock.now()
+        prompt_tokens = self.prompt_tokens(request)
+        text = " ".join(m.content for m in request.messages) if request.messages else request.prompt
+        query_bytes = len(encode(QueryPacket(1, self.engine.name, text or "", request.max_tokens)))
+        answer_bytes = ANSWER_OVERHEAD_BYTES + 8 * request.max_tokens
+        planned = await loop.run_in_executor(
+            self._planner,
+            lambda: self._current(at).submit(
+                None, at, prompt_tokens, request.max_tokens, query_bytes, answer_bytes,
+                self.policy, self.deadline_s, commit=False,
+            ),
+        )  # fmt: skip
+        yield Event("planned", trace=planned)
+        if planned.inference_start is not None:
+            await asyncio.sleep(self.clock.wall_until(planned.inference_start))
+        pieces: asyncio.Queue[str | None] = asyncio.Queue()
+
+        def on_piece(piece: str) -> None:
+            loop.call_soon_threadsafe(pieces.put_nowait, piece)
+
+        future = self.batcher.submit(request, on_piece)
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(pieces.put_nowait, None))
+        while (piece := await pieces.get()) is not None:
+            yield Event("piece", text=piece)
+        done = future.result()  # raises what the engine raised
+        answer = ANSWER_OVERHEAD_BYTES + len(done.text.encode())
+        final = await loop.run_in_executor(
+            self._planner,
+            lambda: self._current(at).submit(
+                None, at, done.prompt_tokens, max(done.completion_tokens, 1), query_bytes,
+                answer, self.policy, self.deadline_s,
+            ),
+        )  # fmt: skip
+        await asyncio.sleep(self.clock.wall_until(final.delivered))
+        self.completed += 1
+        yield Event("done", trace=final, completion=done)
+
+    def _current(self, at: np.datetime64) -> Mission:
+        """The mission plan covering ``at`` plus a deadline (rolled forward if need be;
+        runs on the planner thread)."""
+        left_s = float(offsets_s(self.mission.plan.end, at))
+        if left_s < self.deadline_s:
+            if self.replan is None:
+                raise PlanEndedError(self.mission.plan.end)
+            self.mission = self.replan(at.astype("datetime64[m]"))
+        return self.mission
+
+    def contacts(self, window_s: float) -> dict[str, Any]:
+        """Ground and laser-link windows open now or opening within ``window_s``."""
+        m, now = self.mission, self.clock.now()
+        t = float(offsets_s(now, m.plan.start))
+        g, isl = m.plan.ground, m.plan.isl
+        names, stations = m.plan.satellites, m.plan.stations
+        ground = np.flatnonzero((g.los_s > t) & (g.aos_s < t + window_s))
+        lasers = np.flatnonzero((isl.end_s > t) & (isl.start_s < t + window_s))
+
+        def at(seconds: float) -> str:
+            return str(format_utc(from_offsets(m.plan.start, [seconds])[0]))
+
+        return {
+            "orbit_time": format_utc(now),
+            "ground": [
+                {
+                    "station": stations[int(g.station[k])],
+                    "satellite": names[int(g.satellite[k])],
+                    "aos": at(float(g.aos_s[k])),
+                    "los": at(float(g.los_s[k])),
+                    "open": bool(g.aos_s[k] <= t),
+                }
+                for k in ground
+            ],
+            "isl": [
+                {
+                    "a": names[int(isl.a[k])],
+                    "b": names[int(isl.b[k])],
+                    "start": at(float(isl.start_s[k])),
+                    "end": at(float(isl.end_s[k])),
+                    "open": bool(isl.start_s[k] <= t),
+                }
+                for k in lasers
+            ],
+        }
+
+    def positions(self) -> dict[str, Any]:
+        """Every satellite now: sub-satellite point, altitude, sunlit, battery, role."""
+        from starcompute.orbits.frames import ecef_to_geodetic
+
+        m = self.mission
+        now = self.clock.now()
+        t_s = float(offsets_s(now, m.plan.start))
+        t_s = min(max(t_s, 0.0), m.plan.duration_s)
+        sats = np.arange(m.n_sat)
+        r = m.eph.r_ecef_at(sats, np.full(m.n_sat, t_s))
+        lat, lon, alt = ecef_to_geodetic(r)
+        out = []
+        for i in range(m.n_sat):
+            energy, temp = m.health.at(i, t_s) if m.health else (float("nan"), float("nan"))
+            capacity = profile(m.const.hardware[i]).battery.capacity_wh
+            out.append(
+                {
+                    "name": m.const.names[i],
+                    "role": m.const.roles[i],
+                    "shell": m.const.shells[i],
+                    "lat_deg": round(float(lat[i]), 4),
+                    "lon_deg": round(float(lon[i]), 4),
+                    "alt_km": round(float(alt[i]), 3),
+                    "sunlit": m.health.sunlit_at(i, t_s) if m.health else None,
+                    "battery_soc": round(energy / capacity, 4),
+                    "temperature_c": round(temp, 2),
+                }
+            )
+        return {"orbit_time": format_utc(now), "satellites": out}

@@ -1,0 +1,301 @@
+"""The gateway on 127.0.0.1: the official openai client, streaming, errors, the queue,
+API keys, the orbital trace, the request log and metrics; schemathesis over the schema."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from starcompute import load_constellation, load_stations, parse_utc
+from starcompute.mission.control import Mission
+from starcompute.mission.live import GroundSegment, LiveClock
+from starcompute.mission.requestlog import RequestLog
+
+START = parse_utc("2025-11-20T00:00:00Z")
+KEY = "sk-test-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def engine() -> Any:
+    from starcompute.compute.real import TransformersEngine
+
+    return TransformersEngine(max_batch=8)
+
+
+@pytest.fixture(scope="module")
+def mission() -> Mission:
+    const = load_constellation("three-body-12")
+    return Mission.build(const, load_stations("china,ksat,aws"), START, 6 * 3600.0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Server:
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = _free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def _app(mission: Mission, engine: Any, queue: int = 16, keys: bool = False, **kw: Any) -> Any:
+    from starcompute.gateway.app import create_app
+    from starcompute.links.czml import czml_document
+
+    segment = GroundSegment(
+        mission, engine, LiveClock(START, 60.0), RequestLog(), queue, max_batch=8
+    )
+    app = create_app(
+        segment,
+        "smollm2",
+        {KEY: "tester"} if keys else None,
+        default_max_tokens=16,
+        max_tokens_limit=64,
+        czml=lambda m: czml_document(m.const, [], m.plan, m.eph),
+        **kw,
+    )
+    app.state.segment = segment
+    return app
+
+
+@pytest.fixture(scope="module")
+def server(mission: Mission, engine: Any) -> Iterator[str]:
+    with _Server(_app(mission, engine, keys=True)) as url:
+        yield url
+
+
+def _client(url: str, key: str = KEY) -> Any:
+    import openai
+
+    return openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=120)
+
+
+def test_openai_client_completion(server: str) -> None:
+    client = _client(server)
+    assert [m.id for m in client.models.list().data] == ["smollm2"]
+    raw = client.chat.completions.with_raw_response.create(
+        model="smollm2",
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        max_tokens=16,
+        temperature=0,
+    )
+    r = raw.parse()
+    assert r.object == "chat.completion" and r.model == "smollm2"
+    assert "Paris" in (r.choices[0].message.content or "")
+    assert r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage is not None and r.usage.completion_tokens > 0
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    extra = r.model_extra["starcompute"]
+    timings = extra["trace"]["timings_s"]
+    parts = sum(v for k, v in timings.items() if k != "total")
+    assert parts == pytest.approx(timings["total"], abs=1e-5)
+    assert raw.headers["x-starcompute-serving-satellite"] == extra["trace"]["serving_satellite"]
+    assert raw.headers["x-starcompute-request-id"] == r.id
+    # the request log has it, with its trace
+    row = httpx.get(f"{server}/api/requests/{r.id}").json()
+    assert row["status"] == "completed" and row["key_id"] == "tester"
+    assert row["trace"]["serving_satellite"] == extra["trace"]["serving_satellite"]
+    assert row["completion_tokens"] == r.usage.completion_tokens
+
+
+def test_openai_client_streaming(server: str) -> None:
+    client = _client(server)
+    stream = client.chat.completions.create(
+        model="smollm2",
+        messages=[{"role": "user", "content": "Name a planet in our solar system."}],
+        max_tokens=24,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    pieces, finish, usage, trace = [], None, None, None
+    for chunk in stream:
+        assert chunk.object == "chat.completion.chunk"
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.delta.content:
+                pieces.append(choice.delta.content)
+            if choice.finish_reason:
+                finish = choice.finish_reason
+                trace = (chunk.model_extra or {}).get("starcompute", {}).get("trace")
+    assert len(pieces) > 1 and "".join(pieces).strip()
+    assert finish in ("stop", "length")
+    assert usage is not None and usage.completion_tokens >= 1
+    assert trace is not None and trace["timings_s"]["total"] > 0
+    # greedy: the streamed text equals the non-streamed answer
+    whole = client.chat.completions.create(
+        model="smollm2",
+        messages=[{"role": "user", "content": "Name a planet in our solar system."}],
+        max_tokens=24,
+        temperature=0,
+    )
+    assert "".join(pieces) == whole.choices[0].message.content
+
+
+def test_auth_rejects_missing_and_wrong_keys(server: str) -> None:
+    import openai
+
+    body = {"model": "smollm2", "messages": [{"role": "user", "content": "hi"}]}
+    r = httpx.post(f"{server}/v1/chat/completions", json=body)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    r = httpx.get(f"{server}/v1/models", headers={"Authorization": "Bearer wrong-key-000000000"})
+    assert r.status_code == 401
+    with pytest.raises(openai.AuthenticationError):
+        _client(server, "sk-wrong-wrong-wrong-wrong").models.list()
+
+
+_ASK = {"model": "smollm2", "messages": [{"role": "user", "content": "x"}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "smollm2"}, "messages"),
+        ({"model": "smollm2", "messages": []}, "messages"),
+        ({"model": "smollm2", "messages": "hi"}, "messages"),
+        ({"model": "smollm2", "messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
+        ({"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({**_ASK, "max_tokens": 0}, "max_tokens"),
+        ({**_ASK, "max_tokens": 10**6}, "max_tokens"),
+        ({**_ASK, "max_tokens": "ten"}, "max_tokens"),
+        ({**_ASK, "temperature": 9}, "temperature"),
+        ({**_ASK, "top_p": 0}, "top_p"),
+        ({**_ASK, "n": 3}, "n"),
+        ({**_ASK, "stop": 5}, "stop"),
+    ],
+)  # fmt: skip
+def test_bad_input_gets_openai_style_400(server: str, body: dict[str, Any], param: str) -> None:
+    r = httpx.post(
+        f"{server}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"}
+    )
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["message"]
+    assert error["param"] == param
+
+
+def test_not_json_and_unknown_request(server: str) -> None:
+    headers = {"Authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    r = httpx.post(f"{server}/v1/chat/completions", content=b"{not json", headers=headers)
+    assert r.status_code == 400 and "error" in r.json()
+    assert httpx.get(f"{server}/api/requests/chatcmpl-nope").status_code == 404
+
+
+def test_flood_beyond_the_queue_gets_429_with_retry_after(mission: Mission, engine: Any) -> None:
+    """Queue of 2: of 10 simultaneous requests, some are refused with 429 and a
+    Retry-After header; every admitted one completes; none is lost or left hanging."""
+    with _Server(_app(mission, engine, queue=2)) as url:
+        body = {
+            "model": "smollm2",
+            "messages": [{"role": "user", "content": "Count to twenty."}],
+            "max_tokens": 48,
+        }
+
+        def post(_: int) -> httpx.Response:
+            return httpx.post(f"{url}/v1/chat/completions", json=body, timeout=120)
+
+        with concurrent.futures.ThreadPoolExecutor(10) as pool:
+            replies = list(pool.map(post, range(10)))
+        codes = sorted(r.status_code for r in replies)
+        assert codes.count(429) >= 1 and codes.count(200) >= 2
+        assert set(codes) <= {200, 429}
+        busy = next(r for r in replies if r.status_code == 429)
+        assert int(busy.headers["retry-after"]) >= 1
+        assert busy.json()["error"]["type"] == "rate_limit_error"
+        health = httpx.get(f"{url}/healthz").json()
+        assert health["in_flight"] == 0  # every place given back
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'starcompute_requests_total{status="rejected_busy"}' in metrics
+
+
+def test_operator_endpoints(server: str) -> None:
+    sats = httpx.get(f"{server}/api/constellation").json()["satellites"]
+    assert len(sats) == 12 and all(-90 <= s["lat_deg"] <= 90 for s in sats)
+    assert all(0.0 <= s["battery_soc"] <= 1.0 for s in sats)
+    contacts = httpx.get(f"{server}/api/contacts?minutes=120").json()
+    assert contacts["ground"] or contacts["isl"]
+    assert httpx.get(f"{server}/api/contacts?minutes=-1").status_code == 400
+    czml = httpx.get(f"{server}/api/czml").json()
+    assert czml[0]["id"] == "document"
+    assert sum(1 for p in czml if p["id"].startswith("sat/")) == 12
+    health = httpx.get(f"{server}/healthz").json()
+    assert health["status"] == "ok" and health["orbit_time"].endswith("Z")
+    assert "starcompute_in_flight" in httpx.get(f"{server}/metrics").text
+
+
+def test_schemathesis_finds_no_server_error(mission: Mission, engine: Any) -> None:
+    """Property-based requests from the OpenAPI schema (schemathesis): no 5xx on any."""
+    import schemathesis
+    from hypothesis import HealthCheck, settings
+
+    app = _app(mission, engine)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    failures: list[str] = []
+    calls: dict[str, int] = {}
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    def check(case: Any) -> None:
+        response = case.call()
+        calls[case.path] = calls.get(case.path, 0) + 1
+        if response.status_code >= 500:
+            failures.append(f"{case.method} {case.path}: {response.status_code} {response.text}")
+
+    for op in schema.get_all_operations():
+        operation = op.ok()
+        schemathesis_test = operation.as_strategy()
+        from hypothesis import given
+
+        given(schemathesis_test)(check)()
+    assert not failures, failures[:3]
+    assert calls.get("/v1/chat/completions", 0) >= 20, calls
+
+
+def test_czml_export_cli(tmp_path: Path) -> None:
+    import json
+
+    from starcompute.cli.main import main
+
+    out = tmp_path / "tb.czml"
+    code = main(
+        ["export", "czml", "--constellation", "three-body-12", "--stations", "china",
+         "--start", "2025-11-20T00:00:00Z", "--hours", "2", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    doc = json.loads(out.read_text())
+    sats = [p for p in doc if p["id"].startswith("sat/")]
+    assert len(sats) == 12
+    samples = np.array(sats[0]["position"]["cartesian"]).reshape(-1, 4)
+    radius_km = np.linalg.norm(samples[:, 1:], axis=1) / 1000.0
+    assert np.all((radius_km > 6700) & (radius_km < 7000))  # ~500 km up
+    colours = sats[0]["point"]["color"]
+    assert any(c["rgba"] == [110, 120, 170, 255] for c in colours)  # an umbra interval
+    links = [p for p in doc if p["id"].startswith(("gl/", "isl/"))]
+    assert links and all("/" in p["availability"] for p in links)
