@@ -4,7 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install lint typecheck unit bench clean
+WEB    := src/starcompute/gateway/static/BUILD.json
+
+.PHONY: demo test install web browser lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +17,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+# the dashboard: CesiumJS from the npm registry, built into the package (no CDN)
+$(WEB): web/package.json web/package-lock.json web/build.mjs $(wildcard web/src/*)
+	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+
+web: $(WEB)
+
+# the browser test drives Debian's Chromium (installed once, as root)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+demo: $(STAMP) $(WEB)
 	$(BIN)/starcompute demo
 
 lint: $(STAMP)
@@ -25,7 +37,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) $(WEB) browser
 	$(BIN)/pytest -n 2 -q
 
 test: lint typecheck unit
@@ -39,3 +51,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf web/node_modules src/starcompute/gateway/static test-artifacts

@@ -78,7 +78,7 @@ def _app(mission: Mission, engine: Any, queue: int = 16, keys: bool = False, **k
         {KEY: "tester"} if keys else None,
         default_max_tokens=16,
         max_tokens_limit=64,
-        czml=lambda m: czml_document(m.const, [], m.plan, m.eph),
+        czml=lambda m: czml_document(m.const, m.stations, m.plan, m.eph),
         **kw,
     )
     app.state.segment = segment
@@ -299,3 +299,84 @@ def test_czml_export_cli(tmp_path: Path) -> None:
     assert any(c["rgba"] == [110, 120, 170, 255] for c in colours)  # an umbra interval
     links = [p for p in doc if p["id"].startswith(("gl/", "isl/"))]
     assert links and all("/" in p["availability"] for p in links)
+
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def test_dashboard_in_headless_chromium(server: str) -> None:
+    """Debian's Chromium (driven over the DevTools protocol) loads the dashboard, the
+    globe's tiles load, all 12 satellites are drawn, a query's path appears; a screenshot
+    goes to test-artifacts/; no request the page makes leaves 127.0.0.1."""
+    import os
+
+    from cdp import Browser, chromium_path
+
+    if chromium_path() is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: `make test` installs it (apt-get install chromium)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    if not (Path(__file__).resolve().parent.parent / "src/starcompute/gateway/static").is_dir():
+        pytest.fail("the dashboard is not built: run `make web`")
+    browser = Browser()
+    try:
+        browser.goto(server + "/")
+        ready = "window.starcompute && (window.starcompute.ready || window.starcompute.error)"
+        browser.wait_for(ready, 90)
+        assert not browser.evaluate("window.starcompute.error || ''")
+        browser.wait_for("window.starcompute.viewer.scene.globe.tilesLoaded", 90)
+        assert browser.evaluate("window.starcompute.satellites") == 12
+        drawn = "window.starcompute.source.entities.values.filter(e => e.isShowing).length"
+        assert browser.evaluate(drawn) >= 12 + 18  # satellites, stations, open links
+        reply = _client(server).chat.completions.create(
+            model="smollm2", messages=[{"role": "user", "content": "Hello!"}], max_tokens=8
+        )
+        browser.wait_for(f"!!window.starcompute.viewer.entities.getById('query/{reply.id}')", 30)
+        time.sleep(1.0)
+        shot = browser.screenshot(ARTIFACTS / "dashboard.png")
+        assert shot.stat().st_size > 50_000
+    finally:
+        browser.close()
+    assert browser.requests, "the page made no requests"
+    local = server + "/"
+    outside = [u for u in browser.requests if not u.startswith((local, "data:", "blob:"))]
+    assert not outside, outside[:5]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--api-key-file", "/nonexistent/keys.txt"], "--api-key-file"),
+        (["--port", "0"], "--port"),
+        (["--hours", "1"], "--hours"),
+        (["--queue", "0"], "--queue"),
+        (["--time-scale", "-1", "--hours", "2"], "time scale"),
+    ],
+)
+def test_serve_bad_input_exits_2_before_loading_anything(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from starcompute.cli.main import main
+
+    assert main(["serve", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("starcompute: error:") and message in err
+    assert "Traceback" not in err
+
+
+def test_api_key_file_format(tmp_path: Path) -> None:
+    from starcompute.cli.serve import read_api_keys
+    from starcompute.errors import InputError
+
+    keys = tmp_path / "keys"
+    keys.write_text("# operators\nalice:sk-alice-0123456789abcdef\nsk-anonymous-0123456789\n")
+    assert read_api_keys(keys) == {
+        "sk-alice-0123456789abcdef": "alice",
+        "sk-anonymous-0123456789": "key3",
+    }
+    keys.write_text("short\n")
+    with pytest.raises(InputError, match="16 characters"):
+        read_api_keys(keys)
+    keys.write_text("# nothing\n")
+    with pytest.raises(InputError, match="no keys"):
+        read_api_keys(keys)

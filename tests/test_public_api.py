@@ -68,6 +68,7 @@ def test_lower_layers_do_not_import_higher_ones() -> None:
         "routing",
         "mission",
         "sim",
+        "gateway",
         "cli",
     ]
     root = Path(starcompute.__file__).parent

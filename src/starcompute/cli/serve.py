@@ -30,6 +30,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--model-id", metavar="ID", help="model name clients use (default: the model's)")
     p.add_argument("--time-scale", type=float, default=1.0, metavar="X", help="orbit clock speed")
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="answer as soon as the model is done (orbital waits reported, not waited)",
+    )
     p.add_argument("--api-key-file", type=Path, metavar="FILE", help="one key (or id:key) a line")
     p.add_argument("--queue", type=int, default=64, metavar="N", help="requests in flight (64)")
     p.add_argument("--max-batch", type=int, default=16, metavar="N", help="engine batch (16)")
@@ -98,6 +103,10 @@ def read_api_keys(path: Path) -> dict[str, str]:
 def run_serve(args: argparse.Namespace) -> int:
     if not 1 <= args.port <= 65535:
         raise InputError(f"--port must be within 1..65535, got {args.port}")
+    if not (np.isfinite(args.time_scale) and args.time_scale > 0):
+        raise InputError(
+            f"--time-scale must be > 0 (orbit seconds per wall second), got {args.time_scale}"
+        )
     if args.hours < 2:
         raise InputError(
             f"--hours must be >= 2 for serve (the plan rolls forward), got {args.hours}"
@@ -109,6 +118,7 @@ def run_serve(args: argparse.Namespace) -> int:
     const, stations, start, horizon = _world(args)
     import uvicorn
 
+    from starcompute.compute.batcher import off_main_thread
     from starcompute.compute.checkpoints import cache_dir
     from starcompute.compute.real import TransformersEngine
     from starcompute.gateway.app import create_app
@@ -124,8 +134,8 @@ def run_serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     mission = Mission.build(const, stations, start, horizon)
-    engine = TransformersEngine(args.model, max_batch=args.max_batch)
-    clock = LiveClock(start, args.time_scale)
+    engine = off_main_thread(lambda: TransformersEngine(args.model, max_batch=args.max_batch))
+    clock = LiveClock(start, args.time_scale, wait=not args.no_wait)
     segment = GroundSegment(
         mission,
         engine,

@@ -50,6 +50,7 @@ class ChatCompletionRequest(BaseModel):
     n: int | None = Field(default=None, ge=1, le=1)
     seed: int | None = None
     user: str | None = None
+    ignore_eos: bool = False  # an extension (as in vLLM): generate exactly max_tokens
 
     def generation(self, default_max_tokens: int) -> GenerationRequest:
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -61,6 +62,7 @@ class ChatCompletionRequest(BaseModel):
             top_p=1.0 if self.top_p is None else self.top_p,
             stop=tuple(s for s in stops if s),
             seed=self.seed,
+            ignore_eos=self.ignore_eos,
         )
 
 

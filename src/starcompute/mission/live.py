@@ -15,6 +15,7 @@ so the event loop never blocks on it.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -58,6 +59,7 @@ class LiveClock:
     orbit_start: np.datetime64
     time_scale: float = 1.0
     wall_start: float = field(default_factory=time.monotonic)
+    wait: bool = True  # False: report orbital waits but do not hold answers for them
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.time_scale) and self.time_scale > 0):
@@ -69,8 +71,36 @@ class LiveClock:
         return now
 
     def wall_until(self, when: np.datetime64) -> float:
-        """Wall seconds until orbit time ``when`` (0 if past)."""
+        """Wall seconds until orbit time ``when`` (0 if past, or when not waiting)."""
+        if not self.wait:
+            return 0.0
         return max(0.0, float(offsets_s(when, self.now())) / self.time_scale)
+
+
+class _Mailbox:
+    """Pieces from the engine's thread to the event loop, one wake-up per burst: the
+    engine emits a piece for every request at every decode step, and waking the loop
+    for each would cost the engine its speed (the GIL)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.lock = threading.Lock()
+        self.items: list[tuple[asyncio.Queue[str | None], str | None]] = []
+        self.scheduled = False
+
+    def post(self, queue: asyncio.Queue[str | None], item: str | None) -> None:
+        with self.lock:
+            self.items.append((queue, item))
+            if self.scheduled:
+                return
+            self.scheduled = True
+        self.loop.call_soon_threadsafe(self._flush)
+
+    def _flush(self) -> None:
+        with self.lock:
+            items, self.items, self.scheduled = self.items, [], False
+        for queue, item in items:
+            queue.put_nowait(item)
 
 
 @dataclass(slots=True)
@@ -108,6 +138,7 @@ class GroundSegment:
         self.batcher = Batcher(engine, max_batch)
         self._planner = ThreadPoolExecutor(1, thread_name_prefix="mission-control")
         self.replan = replan
+        self._box: _Mailbox | None = None
         self.in_flight = 0
         self.completed = 0
 
@@ -155,14 +186,18 @@ class GroundSegment:
         if planned.inference_start is not None:
             await asyncio.sleep(self.clock.wall_until(planned.inference_start))
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
-
-        def on_piece(piece: str) -> None:
-            loop.call_soon_threadsafe(pieces.put_nowait, piece)
-
-        future = self.batcher.submit(request, on_piece)
-        future.add_done_callback(lambda _: loop.call_soon_threadsafe(pieces.put_nowait, None))
-        while (piece := await pieces.get()) is not None:
-            yield Event("piece", text=piece)
+        mailbox = self._mailbox(loop)
+        future = self.batcher.submit(request, lambda piece: mailbox.post(pieces, piece))
+        future.add_done_callback(lambda _: mailbox.post(pieces, None))
+        finished = False
+        while not finished:
+            burst = [await pieces.get()]
+            while not pieces.empty():  # whatever else has arrived goes out together
+                burst.append(pieces.get_nowait())
+            finished = burst[-1] is None
+            text = "".join(p for p in burst if p is not None)
+            if text:
+                yield Event("piece", text=text)
         done = future.result()  # raises what the engine raised
         answer = ANSWER_OVERHEAD_BYTES + len(done.text.encode())
         final = await loop.run_in_executor(
@@ -175,6 +210,11 @@ class GroundSegment:
         await asyncio.sleep(self.clock.wall_until(final.delivered))
         self.completed += 1
         yield Event("done", trace=final, completion=done)
+
+    def _mailbox(self, loop: asyncio.AbstractEventLoop) -> _Mailbox:
+        if self._box is None or self._box.loop is not loop:
+            self._box = _Mailbox(loop)
+        return self._box
 
     def _current(self, at: np.datetime64) -> Mission:
         """The mission plan covering ``at`` plus a deadline (rolled forward if need be;

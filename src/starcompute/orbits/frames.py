@@ -32,6 +32,16 @@ def gmst_rad(t: np.datetime64 | DatetimeArray) -> FloatArray:
     return np.mod(np.deg2rad(seconds / 240.0), 2.0 * np.pi)
 
 
+def gmst_rate_rad_s(t: np.datetime64) -> float:
+    """d(GMST)/dt at ``t`` (rad per UT second): the derivative of ``gmst_rad``'s series."""
+    jd, fr = to_jd(t)
+    tut1 = float(((jd - _J2000_JD) + fr) / 36525.0)
+    seconds_per_century = (
+        876600.0 * 3600.0 + 8640184.812866 + 2 * 0.093104 * tut1 - 3 * 6.2e-6 * tut1**2
+    )
+    return float(np.deg2rad(seconds_per_century / 240.0) / (36525.0 * 86400.0))
+
+
 def rotate_z(vec: FloatArray, angle_rad: FloatArray) -> FloatArray:
     """Rotate the frame by ``angle_rad`` about z (R3): (..., 3) vectors, angle broadcast."""
     c, s = np.cos(angle_rad), np.sin(angle_rad)

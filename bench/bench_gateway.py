@@ -1,0 +1,186 @@
+"""Benchmark: the gateway under 64 concurrent streamed requests on the default model.
+
+One command: ``.venv/bin/python bench/bench_gateway.py [--json] [--requests 64]``.
+In one run: (1) the engine alone — the same requests (same prompts, 64 tokens each, EOS
+ignored) through ``engine.generate`` in batches of 16 — and (2) the gateway on 127.0.0.1
+(uvicorn, mission control planning each request on the Three-Body constellation with
+the China + KSAT + AWS stations, orbital waits reported but not waited: ``--no-wait``),
+64 clients streaming at once over HTTP. Prints errors, time to first token (p50/p99)
+and the gateway's overhead: its wall time for all requests over the engine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import socket
+import threading
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+
+from starcompute import load_constellation, load_stations, parse_utc
+from starcompute.compute.batcher import off_main_thread
+from starcompute.compute.engine import GenerationRequest, Message
+from starcompute.compute.real import TransformersEngine
+from starcompute.gateway.app import create_app
+from starcompute.mission.control import Mission
+from starcompute.mission.live import GroundSegment, LiveClock
+from starcompute.mission.requestlog import RequestLog
+
+START = parse_utc("2025-11-20T00:00:00Z")
+TOKENS = 64
+BATCH = 16
+PROMPTS = [f"Write a short note about satellite number {i}." for i in range(256)]
+
+
+def engine_alone(engine: TransformersEngine, n: int) -> float:
+    requests = [
+        GenerationRequest(
+            messages=(Message("user", PROMPTS[i]),), max_tokens=TOKENS, ignore_eos=True
+        )
+        for i in range(n)
+    ]
+    t0 = time.perf_counter()
+    engine.generate(requests)
+    return time.perf_counter() - t0
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _client(url: str, i: int, t_start: float, stream: bool) -> dict[str, Any]:
+    body = {
+        "model": "smollm2",
+        "messages": [{"role": "user", "content": PROMPTS[i]}],
+        "max_tokens": TOKENS,
+        "stream": stream,
+        "ignore_eos": True,
+        "temperature": 0,  # greedy, as the engine-alone run
+    }
+    if not stream:
+        async with httpx.AsyncClient(timeout=600) as client:
+            r = await client.post(url + "/v1/chat/completions", json=body)
+        if r.status_code != 200:
+            return {"error": f"HTTP {r.status_code}"}
+        done = time.perf_counter() - t_start
+        return {"ttft": None, "pieces": r.json()["usage"]["completion_tokens"], "done": done}
+    ttft, pieces = None, 0
+    async with (
+        httpx.AsyncClient(timeout=600) as client,
+        client.stream("POST", url + "/v1/chat/completions", json=body) as r,
+    ):
+        if r.status_code != 200:
+            return {"error": f"HTTP {r.status_code}"}
+        async for line in r.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if "error" in chunk:
+                return {"error": chunk["error"]["message"]}
+            delta = chunk["choices"][0]["delta"] if chunk["choices"] else {}
+            if delta.get("content"):
+                pieces += 1
+                if ttft is None:
+                    ttft = time.perf_counter() - t_start
+    return {"ttft": ttft, "pieces": pieces, "done": time.perf_counter() - t_start}
+
+
+def _clients(url: str, n: int, stream: bool) -> list[dict[str, Any]]:
+    async def run() -> list[dict[str, Any]]:
+        t0 = time.perf_counter()
+        return list(await asyncio.gather(*(_client(url, i, t0, stream) for i in range(n))))
+
+    return asyncio.run(run())
+
+
+def gateway(engine: TransformersEngine, n: int, stream: bool = True) -> dict[str, Any]:
+    import uvicorn
+
+    const = load_constellation("three-body-12")
+    mission = Mission.build(const, load_stations("china,ksat,aws"), START, 6 * 3600.0)
+    segment = GroundSegment(
+        mission,
+        engine,
+        LiveClock(START, 1.0, wait=False),
+        RequestLog(),
+        max_queue=n,
+        max_batch=BATCH,
+    )
+    app = create_app(segment, "smollm2", max_tokens_limit=TOKENS)
+    port = _port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+
+    try:
+        # the clients run in their own process, as real clients would
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(1) as pool:
+            t0 = time.perf_counter()
+            pool.apply(time.sleep, (0.0,))  # the client process is up before the clock starts
+            t0 = time.perf_counter()
+            results = pool.apply(_clients, (url, n, stream))
+            wall = time.perf_counter() - t0
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        segment.close()
+    errors = [r["error"] for r in results if "error" in r]
+    ttft = np.array([r["ttft"] for r in results if r.get("ttft") is not None])
+    return {
+        "requests": n,
+        "errors": len(errors),
+        "error_examples": errors[:3],
+        "wall_s": wall,
+        "ttft_p50_s": float(np.percentile(ttft, 50)) if len(ttft) else None,
+        "ttft_p99_s": float(np.percentile(ttft, 99)) if len(ttft) else None,
+        "tokens": int(sum(r.get("pieces", 0) for r in results)),
+        "batches": segment.batcher.batches,
+        "batch_runs": [(round(b - a, 2), size) for a, b, size in segment.batcher.history],
+        "first_batch_to_last_s": segment.batcher.history[-1][1] - segment.batcher.history[0][0],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--requests", type=int, default=64)
+    parser.add_argument("--no-stream", action="store_true", help="plain (non-streamed) requests")
+    args = parser.parse_args()
+    # torch runs off the main thread in both (see compute.batcher.off_main_thread)
+    engine = off_main_thread(lambda: TransformersEngine(max_batch=BATCH))
+    off_main_thread(lambda: engine_alone(engine, 4))  # warm up
+    alone = off_main_thread(lambda: engine_alone(engine, args.requests))
+    gw = gateway(engine, args.requests, stream=not args.no_stream)
+    out = {
+        "engine_alone_s": alone,
+        "gateway": gw,
+        "overhead": gw["wall_s"] / alone - 1.0,
+    }
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return
+    print(
+        f"{args.requests} streamed requests x {TOKENS} tokens, batches of {BATCH}: "
+        f"errors {gw['errors']} (target 0)"
+    )
+    print(f"  time to first token p50 {gw['ttft_p50_s']:.2f} s, p99 {gw['ttft_p99_s']:.2f} s")
+    print(
+        f"  gateway {gw['wall_s']:.2f} s vs engine alone {alone:.2f} s: "
+        f"overhead {100 * out['overhead']:+.1f} % (target <= 10 %)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+// The starcompute dashboard: the constellation on a 3-D globe (CesiumJS, served by the
+// gateway itself: NaturalEarthII imagery bundled with Cesium, no ion token, no CDN),
+// satellites coloured by sunlight, ground stations, ground and laser links while they
+// are open, day and night on the globe, each query's path as it travels, and panels of
+// recent queries and batteries. Everything it fetches comes from the gateway.
+"use strict";
+
+const state = { viewer: null, source: null, ready: false, satellites: 0, paths: new Map() };
+window.starcompute = state;
+
+async function start() {
+  Cesium.Ion.defaultAccessToken = "";
+  const imagery = await Cesium.TileMapServiceImageryProvider.fromUrl(
+    Cesium.buildModuleUrl("Assets/Textures/NaturalEarthII"));
+  const viewer = new Cesium.Viewer("globe", {
+    baseLayer: new Cesium.ImageryLayer(imagery),
+    baseLayerPicker: false, geocoder: false, homeButton: false, sceneModePicker: false,
+    navigationHelpButton: false, fullscreenButton: false, infoBox: true, selectionIndicator: true,
+    timeline: true, animation: true,
+  });
+  viewer.scene.globe.enableLighting = true; // day and night from the Sun's position
+  state.viewer = viewer;
+  const source = await Cesium.CzmlDataSource.load("/api/czml");
+  await viewer.dataSources.add(source);
+  state.source = source;
+  state.satellites = source.entities.values.filter((e) => e.id.startsWith("sat/")).length;
+  await syncClock();
+  viewer.camera.flyHome(0);
+  state.ready = true;
+  setInterval(syncClock, 30000);
+  setInterval(refreshQueries, 2000);
+  setInterval(refreshBatteries, 10000);
+  setInterval(refreshLinks, 10000);
+  refreshQueries(); refreshBatteries(); refreshLinks();
+}
+
+async function getJson(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: ${response.status}`);
+  return response.json();
+}
+
+async function syncClock() {
+  const health = await getJson("/healthz");
+  const clock = state.viewer.clock;
+  clock.currentTime = Cesium.JulianDate.fromIso8601(health.orbit_time);
+  clock.multiplier = health.time_scale;
+  clock.shouldAnimate = true;
+  document.getElementById("clock").textContent =
+    `orbit time ${health.orbit_time} · ×${health.time_scale} · ${health.in_flight} in flight`;
+}
+
+function entityOf(name) {
+  const entities = state.source.entities;
+  return entities.getById(`sat/${name}`) || entities.getById(`gs/${name}`);
+}
+
+function drawPath(request) {
+  const trace = request.trace;
+  if (!trace || state.paths.has(request.id)) return;
+  const names = trace.path_up.concat(trace.path_down.slice(1));
+  const nodes = names.map(entityOf).filter((e) => e);
+  if (nodes.length < 2) return;
+  const positions = new Cesium.CallbackProperty((time) =>
+    nodes.map((e) => e.position.getValue(time)).filter((p) => p), false);
+  const path = state.viewer.entities.add({
+    id: `query/${request.id}`,
+    polyline: { positions, width: 3, arcType: Cesium.ArcType.NONE,
+      material: new Cesium.PolylineGlowMaterialProperty({ color: Cesium.Color.ORANGE, glowPower: 0.25 }) },
+  });
+  state.paths.set(request.id, path);
+  setTimeout(() => { state.viewer.entities.remove(path); state.paths.delete(request.id); }, 30000);
+}
+
+function breakdown(t) {
+  const total = t.total || 1;
+  const parts = [
+    ["wait", t.wait_for_contact + t.model_upload], ["link", t.uplink + t.isl + t.downlink],
+    ["queue", t.queue], ["infer", t.inference]];
+  return `<div class="bar">${parts.map(([c, v]) =>
+    `<span class="${c}" style="width:${(100 * v / total).toFixed(1)}%"></span>`).join("")}</div>`;
+}
+
+async function refreshQueries() {
+  const { requests } = await getJson("/api/requests?limit=12");
+  const rows = requests.map((r) => {
+    const t = r.trace ? r.trace.timings_s : null;
+    if (r.trace) drawPath(r);
+    return `<tr title="${r.status}"><td>${r.id.slice(9, 15)}</td>` +
+      `<td>${r.trace ? r.trace.serving_satellite : r.status}</td>` +
+      `<td>${t ? t.total.toFixed(1) : "—"}</td><td>${t ? breakdown(t) : ""}</td></tr>`;
+  });
+  document.querySelector("#queries tbody").innerHTML = rows.join("");
+}
+
+async function refreshBatteries() {
+  const { satellites } = await getJson("/api/constellation");
+  const socs = satellites.map((s) => s.battery_soc).filter((x) => x !== null && !isNaN(x));
+  const lit = satellites.filter((s) => s.sunlit).length;
+  const low = [...satellites].sort((a, b) => a.battery_soc - b.battery_soc).slice(0, 5);
+  const mean = socs.reduce((a, b) => a + b, 0) / Math.max(socs.length, 1);
+  document.getElementById("battery").innerHTML =
+    `${satellites.length} satellites, ${lit} in sunlight; state of charge mean ` +
+    `${(100 * mean).toFixed(1)} %, lowest:<br>` + low.map((s) =>
+      `${s.name} <span class="soc" style="width:${(60 * s.battery_soc).toFixed(0)}px"></span> ` +
+      `${(100 * s.battery_soc).toFixed(1)} %`).join("<br>");
+}
+
+async function refreshLinks() {
+  const { ground, isl } = await getJson("/api/contacts?minutes=30");
+  const open = ground.filter((g) => g.open);
+  document.getElementById("links").innerHTML =
+    `${open.length} ground links open, ${isl.filter((l) => l.open).length} laser links; next passes:<br>` +
+    ground.filter((g) => !g.open).slice(0, 5).map((g) =>
+      `${g.satellite} → ${g.station} at ${g.aos.slice(11, 19)}`).join("<br>");
+}
+
+start().catch((error) => {
+  state.error = String(error);
+  document.getElementById("clock").textContent = `dashboard error: ${error}`;
+});
