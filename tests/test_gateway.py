@@ -350,7 +350,7 @@ def test_dashboard_in_headless_chromium(server: str) -> None:
         (["--port", "0"], "--port"),
         (["--hours", "1"], "--hours"),
         (["--queue", "0"], "--queue"),
-        (["--time-scale", "-1", "--hours", "2"], "time scale"),
+        (["--time-scale", "-1", "--hours", "2"], "--time-scale"),
     ],
 )
 def test_serve_bad_input_exits_2_before_loading_anything(
