@@ -45,14 +45,47 @@ def test_cli_examples_run_in_order(tmp_path: Path) -> None:
         assert proc.returncode == 0, f"{args}: {proc.stderr}"
 
 
+GATEWAY = "http://127.0.0.1:8000"
+
+
 @pytest.mark.parametrize("block", _python_blocks())
 def test_python_examples_run(block: str, tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", block],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    """A block that talks to the gateway runs against a `starcompute serve` started here
+    (on 127.0.0.1:8000, as the README shows) and stopped after."""
+    server = _start_gateway(tmp_path) if GATEWAY in block else None
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", block],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
     assert proc.returncode == 0, proc.stderr
+
+
+def _start_gateway(tmp_path: Path) -> subprocess.Popen[bytes]:
+    import time
+    import urllib.request
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "starcompute.cli.main", "serve", "--port", "8000",
+         "--hours", "2", "--time-scale", "60", "--no-wait",
+         "--log-db", str(tmp_path / "requests.sqlite")],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(GATEWAY + "/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.5)
+    server.kill()
+    raise AssertionError("starcompute serve did not come up on 127.0.0.1:8000")
