@@ -58,7 +58,8 @@ class Browser:
                 raise RuntimeError("chromium did not open its DevTools port")
             time.sleep(0.1)
         port, path = port_file.read_text().split()[:2]
-        self.ws = connect(f"ws://127.0.0.1:{port}{path}", max_size=2**26)
+        self._connection = connect(f"ws://127.0.0.1:{port}{path}", max_size=2**26)
+        self.ws = self._connection.__enter__()
         self._id = 0
         self.requests: list[str] = []
         self.console: list[str] = []
@@ -121,8 +122,8 @@ class Browser:
 
     def close(self) -> None:
         try:
-            if hasattr(self, "ws"):
-                self.ws.close()
+            if hasattr(self, "_connection"):
+                self._connection.__exit__(None, None, None)
         finally:
             self.proc.terminate()
             try:
