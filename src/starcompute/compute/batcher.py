@@ -3,8 +3,9 @@
 Callers on any thread (or an asyncio loop) ``submit`` a request with a callback for its
 text pieces and get a ``concurrent.futures.Future`` of its :class:`Completion`. One worker
 thread takes whatever is waiting and runs it as one static batch on the engine; after
-the first request it keeps gathering while requests keep coming (a gap of ``gather_s``
-ends it, and ``max_gather_s`` caps it), so a burst becomes full batches. Requests that
+the first request it keeps gathering while requests keep coming or callers say more are
+on their way (a quiet gap of ``gather_s`` ends it, ``max_gather_s`` caps it), so a burst
+becomes full batches rather than a small one and then a long wait. Requests that
 arrive while a batch runs form the next one. A request the engine rejects (e.g. past the
 context window) fails alone: the batch is retried without it.
 """
@@ -53,13 +54,17 @@ class Batcher:
         engine: Engine,
         max_batch: int = 16,
         gather_s: float = 0.02,
-        max_gather_s: float = 0.25,
+        max_gather_s: float = 0.5,
+        coming: Callable[[], int] | None = None,
     ) -> None:
+        """``coming()``: how many requests callers have accepted but not yet submitted
+        (e.g. still being planned); gathering waits for them, up to ``max_gather_s``."""
         if max_batch < 1:
             raise InputError(f"max batch must be >= 1, got {max_batch}")
         self.engine = engine
         self.max_batch = max_batch
         self.gather_s, self.max_gather_s = gather_s, max_gather_s
+        self.coming = coming or (lambda: 0)
         self._queue: deque[_Job] = deque()
         self._cv = threading.Condition()
         self._closed = False
@@ -109,7 +114,10 @@ class Batcher:
             while len(self._queue) < self.max_batch and not self._closed:
                 seen = len(self._queue)
                 left = min(self.gather_s, give_up - time.monotonic())
-                if left <= 0 or (not self._cv.wait(left) and len(self._queue) == seen):
+                if left <= 0:
+                    break
+                arrived = self._cv.wait(left) or len(self._queue) > seen
+                if not arrived and self.coming() == 0:
                     break
             n = min(self.max_batch, len(self._queue))
             return [self._queue.popleft() for _ in range(n)]

@@ -3,13 +3,15 @@ answered by the real engine on the serving satellite, and come back when mission
 says they arrive.
 
 The orbit clock runs ``time_scale`` times faster than the wall clock from a chosen
-start. For each request mission control plans the trip at "orbit now" (as ``ask`` does:
-a check before running, the booking with the real token counts after); the first token
-is released when the satellite starts on the query (after the up trip, waits for
-contacts and the queue, on the live clock) and the last one when the answer reaches the
-ground. The engine behind a :class:`~starcompute.compute.batcher.Batcher` serves many
-requests at once; mission control, which is not thread-safe, plans on one worker thread
-so the event loop never blocks on it.
+start. For each request mission control books the trip at "orbit now" when it is
+admitted, for the most it may need (``max_tokens`` of answer: the length is not known
+until the model stops), so that concurrent requests queue behind each other's bookings
+rather than all planning into the same free slot; the first token is released when the
+satellite starts on the query (after the up trip, waits for contacts and the queue, on
+the live clock) and the last one when the answer reaches the ground. The engine behind
+a :class:`~starcompute.compute.batcher.Batcher` serves many requests at once; mission
+control, which is not thread-safe, plans on one worker thread so the event loop never
+blocks on it.
 """
 
 from __future__ import annotations
@@ -135,7 +137,8 @@ class GroundSegment:
         self.mission, self.engine, self.clock = mission, engine, clock
         self.log = log or RequestLog()
         self.max_queue, self.policy, self.deadline_s = max_queue, policy, deadline_s
-        self.batcher = Batcher(engine, max_batch)
+        self._coming = 0  # admitted, not yet handed to the engine
+        self.batcher = Batcher(engine, max_batch, coming=lambda: self._coming)
         self._planner = ThreadPoolExecutor(1, thread_name_prefix="mission-control")
         self.replan = replan
         self._box: _Mailbox | None = None
@@ -151,6 +154,7 @@ class GroundSegment:
         if self.in_flight >= self.max_queue:
             raise QueueFullError(self.max_queue, self._retry_after_s())
         self.in_flight += 1
+        self._coming += 1
         return f"chatcmpl-{uuid.uuid4().hex[:24]}"
 
     def release(self) -> None:
@@ -169,25 +173,37 @@ class GroundSegment:
 
     async def run(self, request_id: str, request: GenerationRequest) -> AsyncIterator[Event]:
         """Plan, wait for the satellite, generate (pieces as they come), deliver."""
+        handed = [False]  # set once the engine has the request
+        try:
+            async for event in self._run(request, handed):
+                yield event
+        finally:
+            if not handed[0]:
+                self._coming -= 1
+
+    async def _run(self, request: GenerationRequest, handed: list[bool]) -> AsyncIterator[Event]:
         loop = asyncio.get_running_loop()
         at = self.clock.now()
         prompt_tokens = self.prompt_tokens(request)
         text = " ".join(m.content for m in request.messages) if request.messages else request.prompt
         query_bytes = len(encode(QueryPacket(1, self.engine.name, text or "", request.max_tokens)))
         answer_bytes = ANSWER_OVERHEAD_BYTES + 8 * request.max_tokens
-        planned = await loop.run_in_executor(
+        booked = await loop.run_in_executor(
             self._planner,
             lambda: self._current(at).submit(
                 None, at, prompt_tokens, request.max_tokens, query_bytes, answer_bytes,
-                self.policy, self.deadline_s, commit=False,
+                self.policy, self.deadline_s,
             ),
         )  # fmt: skip
+        planned = booked
         yield Event("planned", trace=planned)
         if planned.inference_start is not None:
             await asyncio.sleep(self.clock.wall_until(planned.inference_start))
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
         mailbox = self._mailbox(loop)
         future = self.batcher.submit(request, lambda piece: mailbox.post(pieces, piece))
+        handed[0] = True
+        self._coming -= 1
         future.add_done_callback(lambda _: mailbox.post(pieces, None))
         finished = False
         while not finished:
@@ -199,17 +215,9 @@ class GroundSegment:
             if text:
                 yield Event("piece", text=text)
         done = future.result()  # raises what the engine raised
-        answer = ANSWER_OVERHEAD_BYTES + len(done.text.encode())
-        final = await loop.run_in_executor(
-            self._planner,
-            lambda: self._current(at).submit(
-                None, at, done.prompt_tokens, max(done.completion_tokens, 1), query_bytes,
-                answer, self.policy, self.deadline_s,
-            ),
-        )  # fmt: skip
-        await asyncio.sleep(self.clock.wall_until(final.delivered))
+        await asyncio.sleep(self.clock.wall_until(booked.delivered))
         self.completed += 1
-        yield Event("done", trace=final, completion=done)
+        yield Event("done", trace=booked, completion=done)
 
     def _mailbox(self, loop: asyncio.AbstractEventLoop) -> _Mailbox:
         if self._box is None or self._box.loop is not loop:
