@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_power.py
 	$(BIN)/python bench/bench_inference.py
 	$(BIN)/python bench/bench_simulate.py
+	$(BIN)/python bench/bench_gateway.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
