@@ -380,3 +380,45 @@ def test_api_key_file_format(tmp_path: Path) -> None:
     keys.write_text("# nothing\n")
     with pytest.raises(InputError, match="no keys"):
         read_api_keys(keys)
+
+
+def test_engine_drops_a_cancelled_request(engine: Any) -> None:
+    from starcompute.compute.engine import GenerationRequest, Message
+
+    seen: list[str] = []
+    keep = GenerationRequest(messages=(Message("user", "Count."),), max_tokens=24, ignore_eos=True)
+    drop = GenerationRequest(
+        messages=(Message("user", "Count."),),
+        max_tokens=24,
+        ignore_eos=True,
+        cancelled=lambda: len(seen) >= 3,
+    )
+    done = engine.generate([keep, drop], lambda i, piece: seen.append(piece) if i == 1 else None)
+    assert done[0].completion_tokens == 24 and done[0].finish_reason == "length"
+    assert done[1].finish_reason == "cancelled" and done[1].completion_tokens < 24
+
+
+def test_a_client_that_goes_away_frees_its_place_and_its_batch_row(server: str) -> None:
+    body = {
+        "model": "smollm2",
+        "messages": [{"role": "user", "content": "Tell me a long story."}],
+        "max_tokens": 64,
+        "stream": True,
+        "ignore_eos": True,
+    }
+    headers = {"Authorization": f"Bearer {KEY}"}
+    with httpx.stream(
+        "POST", f"{server}/v1/chat/completions", json=body, headers=headers, timeout=60
+    ) as r:
+        request_id = r.headers["x-starcompute-request-id"]
+        for line in r.iter_lines():
+            if '"content": "' in line and '"content": ""' not in line:
+                break  # one piece of the answer, then hang up
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        row = httpx.get(f"{server}/api/requests/{request_id}").json()
+        if row["status"] != "running":
+            break
+        time.sleep(0.2)
+    assert row["status"] == "cancelled"
+    assert httpx.get(f"{server}/healthz").json()["in_flight"] == 0

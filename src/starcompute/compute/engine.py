@@ -40,6 +40,7 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     ignore_eos: bool = False  # generate exactly max_tokens (benchmarks)
+    cancelled: Callable[[], bool] | None = field(default=None, compare=False)  # stop early
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (not self.messages):

@@ -196,6 +196,9 @@ class _Batch:
             if self.done[i]:
                 continue
             r = self.requests[i]
+            if r.cancelled is not None and r.cancelled():  # nobody is waiting for it
+                self._finish(i, "cancelled", now_s)
+                continue
             if t in self.e.eos_ids and not r.ignore_eos:
                 self._finish(i, "stop", now_s)
                 continue

@@ -17,6 +17,7 @@ blocks on it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 import uuid
@@ -174,10 +175,13 @@ class GroundSegment:
     async def run(self, request_id: str, request: GenerationRequest) -> AsyncIterator[Event]:
         """Plan, wait for the satellite, generate (pieces as they come), deliver."""
         handed = [False]  # set once the engine has the request
+        gone = threading.Event()  # the caller stopped listening: the engine drops it
+        request = dataclasses.replace(request, cancelled=gone.is_set)
         try:
             async for event in self._run(request, handed):
                 yield event
         finally:
+            gone.set()
             if not handed[0]:
                 self._coming -= 1
 
