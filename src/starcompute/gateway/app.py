@@ -100,8 +100,7 @@ def create_app(
             raise _HttpError(503, str(exc), "server_error", code="no_path_to_orbit") from None
         except StarcomputeError as exc:
             raise _HttpError(503, str(exc), "server_error", code="unavailable") from None
-        assert first.trace is not None
-        headers = _headers(request_id, first.trace, planned=True)
+        headers = _headers(request_id, first.planned(), planned=True)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             chunks = _sse(segment, metrics, events, request_id, model_id, include_usage)
@@ -251,8 +250,7 @@ def _headers(request_id: str, trace: Trace, planned: bool) -> dict[str, str]:
 
 
 def _usage(event: Event) -> dict[str, int]:
-    done = event.completion
-    assert done is not None
+    done = event.answer()
     total = done.prompt_tokens + done.completion_tokens
     return {
         "prompt_tokens": done.prompt_tokens,
@@ -262,10 +260,9 @@ def _usage(event: Event) -> dict[str, int]:
 
 
 def _extra(request_id: str, event: Event, ttft_s: float | None, wall_s: float) -> dict[str, Any]:
-    assert event.trace is not None
     return {
         "request_id": request_id,
-        "trace": event.trace.to_dict(),
+        "trace": event.planned().to_dict(),
         "wall": {"time_to_first_token_s": ttft_s, "total_s": round(wall_s, 4)},
     }
 
@@ -274,8 +271,7 @@ def _record(
     segment: GroundSegment, metrics: GatewayMetrics, request_id: str, event: Event,
     ttft_s: float | None, wall_s: float,
 ) -> None:  # fmt: skip
-    done, trace = event.completion, event.trace
-    assert done is not None and trace is not None
+    done, trace = event.answer(), event.planned()
     metrics.tokens.inc(done.completion_tokens)
     metrics.orbit_latency.observe(trace.total_s)
     if ttft_s is not None:
@@ -308,7 +304,8 @@ async def _complete(
             ttft = time.perf_counter() - t0
         elif event.kind == "done":
             final = event
-    assert final is not None and final.completion is not None and final.trace is not None
+    if final is None:
+        raise StarcomputeError(f"request {request_id} ended without an answer")
     wall = time.perf_counter() - t0
     _record(segment, metrics, request_id, final, ttft, wall)
     body = {
@@ -319,15 +316,15 @@ async def _complete(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": final.completion.text},
+                "message": {"role": "assistant", "content": final.answer().text},
                 "logprobs": None,
-                "finish_reason": final.completion.finish_reason,
+                "finish_reason": final.answer().finish_reason,
             }
         ],
         "usage": _usage(final),
         "starcompute": _extra(request_id, final, ttft, wall),
     }
-    return JSONResponse(body, headers=_headers(request_id, final.trace, planned=False))
+    return JSONResponse(body, headers=_headers(request_id, final.planned(), planned=False))
 
 
 async def _sse(
@@ -362,11 +359,10 @@ async def _sse(
                     ttft = time.perf_counter() - t0
                 yield chunk({"content": event.text})
             elif event.kind == "done":
-                assert event.completion is not None
                 wall = time.perf_counter() - t0
                 _record(segment, metrics, request_id, event, ttft, wall)
                 extra = _extra(request_id, event, ttft, wall)
-                yield chunk({}, event.completion.finish_reason, starcompute=extra)
+                yield chunk({}, event.answer().finish_reason, starcompute=extra)
                 if include_usage:
                     body = {
                         "id": request_id,

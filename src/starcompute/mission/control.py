@@ -121,9 +121,9 @@ class Serving:
     queue_s: float
     start_s: float  # inference start
     inference_s: float
-    slot: Slot | None = None  # the satellite's batch slot
-    prompt_tokens: int = 0
-    output_tokens: int = 0
+    slot: Slot  # the satellite's batch slot
+    prompt_tokens: int
+    output_tokens: int
 
     @property
     def delivered_s(self) -> float:
@@ -227,7 +227,6 @@ class Mission:
     def _commit(self, best: Serving, query_bytes: int, answer_bytes: int) -> None:
         self.graph.book(best.up, query_bytes)
         self.graph.book(best.down, answer_bytes)
-        assert best.slot is not None
         self.queue(best.sat).book(best.slot, best.prompt_tokens, best.output_tokens)
         if self.holders is not None and best.sat not in self.holders:
             self.holders = self.holders | {best.sat}  # the upload happened

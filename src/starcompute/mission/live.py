@@ -115,6 +115,18 @@ class Event:
     trace: Trace | None = None
     completion: Completion | None = None
 
+    def planned(self) -> Trace:
+        """The trace of a ``planned`` or ``done`` event."""
+        if self.trace is None:
+            raise StarcomputeError(f"a {self.kind!r} event carries no trace")
+        return self.trace
+
+    def answer(self) -> Completion:
+        """The completion of a ``done`` event."""
+        if self.completion is None:
+            raise StarcomputeError(f"a {self.kind!r} event carries no completion")
+        return self.completion
+
 
 class GroundSegment:
     """Mission control, the engine and the request log behind the gateway."""

@@ -73,13 +73,9 @@ class SatelliteQueue:
         self.batches.append(batch)
         return batch
 
-    def retire_before(self, t_s: float) -> list[Batch]:
-        """Drop (and return) slots that start before ``t_s``: no query ready at or after
-        ``t_s`` can join them. Keeps the scan short when time only moves forward."""
-        done: list[Batch] = []
+    def retire_before(self, t_s: float) -> None:
+        """Drop slots that start before ``t_s`` (keeping the last, which says when the
+        satellite is free): no query ready at or after ``t_s`` can join them. Keeps the
+        scan short when time only moves forward."""
         while len(self.batches) > 1 and self.batches[0].start_s < t_s:
-            done.append(self.batches.popleft())
-        return done
-
-    def in_flight(self) -> list[Batch]:
-        return list(self.batches)
+            self.batches.popleft()

@@ -66,9 +66,6 @@ class StepTables:
         """Source index meaning "whichever station is best" (terrestrial hand-off)."""
         return self.n_stations
 
-    def step_of(self, t_s: float) -> int:
-        return int(t_s // self.step_s)
-
 
 def build_step_tables(
     net: Network,
