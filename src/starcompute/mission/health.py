@@ -88,6 +88,12 @@ class Health:
     def sunlit_at(self, sat: int, t_s: float) -> bool:
         return bool(self.sunlit[sat, self._k(t_s)] > 0.5)
 
+    def can_run(self, sat: int, t_s: float, need_sun: bool) -> bool:
+        """Below the thermal limit (minus the margin) and, when ``need_sun``, sunlit."""
+        k = self._k(t_s)
+        cool = self.temp_c[sat, k] <= self._max_temp_c[sat]
+        return bool(cool and (not need_sun or self.sunlit[sat, k] > 0.5))
+
     def admits(
         self,
         sat: int,

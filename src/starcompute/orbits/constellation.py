@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,22 @@ class Constellation:
             return self.names.index(name)
         except ValueError:
             raise InputError(f"no satellite named {name!r} in {self.name}") from None
+
+    def select(self, indices: Sequence[int] | IntArray, name: str | None = None) -> Constellation:
+        """The satellites at ``indices``, in that order (Walker specs of their shells kept)."""
+        idx = [int(i) for i in indices]
+        shells = [self.shells[i] for i in idx]
+        return Constellation(
+            name=name or self.name,
+            satrecs=[self.satrecs[i] for i in idx],
+            names=[self.names[i] for i in idx],
+            shells=shells,
+            roles=[self.roles[i] for i in idx],
+            hardware=[self.hardware[i] for i in idx],
+            plane=self.plane[idx],
+            slot=self.slot[idx],
+            walker={k: v for k, v in self.walker.items() if k in set(shells)},
+        )
 
     def mean_altitude_km(self) -> npt.NDArray[np.float64]:
         """SGP4 mean semi-major axis minus the equatorial radius, per satellite."""
