@@ -106,7 +106,7 @@ def test_a_lost_worker_does_not_stop_training(patchy: str) -> None:
         per_sync = 1 if r.config.method == "sync" else cfg.inner_steps
         after = r.syncs[12 // per_sync :]  # every sync after the loss
         assert after and all(1 not in s.participants for s in after)
-        assert all(1 in s.participants for s in r.syncs[: 12 // per_sync])
+        assert any(1 in s.participants for s in r.syncs[: 12 // per_sync])
 
 
 @pytest.mark.parametrize("method", ["diloco", "sync"])

@@ -220,8 +220,9 @@ def run_estimate(args: argparse.Namespace) -> int:
     )
     print(
         f"{doc['steps']:,} steps of {doc['batch_tokens_per_satellite']:,} tokens per satellite, "
-        f"{doc['compute_s_per_step']:.2f} s compute each; computing {doc['compute_fraction']:.0%} "
-        f"of the time, links joining all {doc['connected_fraction']:.0%}"
+        f"{doc['compute_s_per_step']:.2f} s compute each; satellites computing "
+        f"{doc['compute_fraction']:.0%} of the time, "
+        f"links joining all {doc['connected_fraction']:.0%}"
     )
     for name in ("sync", "diloco"):
         m = doc[name]

@@ -10,7 +10,9 @@ The model (stated, every number in the output):
   and the latency is 2 (n - 1) hops per ring at the mean laser-link light time;
 - a sync-DP step waits while the contact plan leaves the satellites disconnected
   (it runs only in the connected fraction of time); DiLoCo trains on;
-- satellites compute only while the power model lets them (sunlit and cool), over the day;
+- satellites compute only while the power model lets them (sunlit and cool): a paused
+  satellite sits steps out (sync DP, elastic) or falls behind (DiLoCo), so compute time
+  is divided by the mean computing fraction over the day;
 - memory: 16 B/parameter for mixed-precision AdamW (+8 B for DiLoCo's outer copy and
   momentum); activations are not counted.
 """
@@ -104,25 +106,29 @@ def estimate(
     params = float(card.params_total())
     steps = math.ceil(tokens / (batch_tokens * net.satellites))
     compute_s = step_seconds(card.matmul_params_per_token(), batch_tokens, hardware)
-    compute_total_s = steps * compute_s / max(net.compute_fraction, 1e-9)
+    # a paused satellite sits out (sync DP, elastic) or falls behind (DiLoCo): either way
+    # each satellite needs steps / (computing fraction) steps of wall time
+    wall_steps = steps / max(net.compute_fraction, 1e-9)
     memory_gb = profile(hardware).compute.memory_gb
     methods = {}
     for name, bytes_per_value, every, extra in (
         ("sync", SYNC_GRADIENT_BYTES, 1, 0.0),
         ("diloco", compress_bits / 8.0, inner_steps, OUTER_BYTES_PER_PARAM),
     ):
-        syncs = math.ceil(steps / every)
+        syncs = math.ceil(wall_steps) if name == "sync" else math.ceil(steps / every)
+        sends = math.ceil(steps / every)
         payload = params * bytes_per_value
         comm_total_s = syncs * net.allreduce_s(payload)
-        wall_s = compute_total_s + comm_total_s
-        if name == "sync":
+        wall_s = wall_steps * compute_s + comm_total_s
+        if name == "sync":  # every step waits for the links to join the satellites
             wall_s /= max(net.connected_fraction, 1e-9)
         need_gb = params * (ADAMW_BYTES_PER_PARAM + extra) / 1e9
         methods[name] = {
             "syncs": syncs,
             "payload_bytes": payload,
-            "bytes_per_satellite": syncs * 2.0 * payload,
-            "bytes_total": syncs * 2.0 * payload * net.satellites,
+            # a satellite takes part in the all-reduces of the steps it computes
+            "bytes_per_satellite": sends * 2.0 * payload,
+            "bytes_total": sends * 2.0 * payload * net.satellites,
             "comm_s": comm_total_s,
             "wall_s": wall_s,
             "wall_days": wall_s / DAY_S,

@@ -13,9 +13,10 @@ worker left out (late, or cut off) trains on and joins a later sync with its old
 With fewer than two workers joined the sync is skipped. The last sync waits (up to a day)
 for every worker.
 
-Synchronous data-parallel: every step all live workers compute on their batch and
-all-reduce fp32 gradients (mathematically: one AdamW step on the concatenated batch); a
-step waits until the links join all of them.
+Synchronous data-parallel: every step the live workers able to compute (elastic: one that
+must pause sits the step out) compute on their batch and all-reduce fp32 gradients
+(mathematically: one AdamW step on the concatenated batch); a step waits until the links
+join all of them.
 """
 
 from __future__ import annotations
@@ -293,6 +294,16 @@ def train_local(run: Run, resume: Path | None = None) -> TrainResult:
 
 
 # --- synchronous data-parallel ----------------------------------------------------------
+def _computing(run: Run, state: RunState, alive: list[int]) -> tuple[float, list[int]]:
+    """When the next step starts and who computes it: the live workers able to at the
+    first moment any is (elastic: a worker that must pause sits the step out)."""
+    starts = {k: run.orbit.next_active_s(k, state.t_s) for k in alive}
+    t = min(starts.values())
+    ready = [k for k in alive if starts[k] == t]
+    state.paused_s += (t - state.t_s) * len(alive) + run.step_time_s * (len(alive) - len(ready))
+    return t, ready
+
+
 def train_sync(run: Run, resume: Path | None = None) -> TrainResult:
     cfg, started = run.cfg, time.perf_counter()
     model = run.global_model
@@ -311,15 +322,16 @@ def train_sync(run: Run, resume: Path | None = None) -> TrainResult:
         alive = [k for k in alive if not run.dropped_now(state, k, state.step)]
         if not alive:
             break
-        t = max(run.advance(state, k, state.t_s) for k in alive)
-        batches = [next(its[k]) for k in alive]
+        t, ready = _computing(run, state, alive)
+        batches = [next(its[k]) for k in ready]
         xs, ys = zip(*batches, strict=True)
         losses.append(train_step(model, opt, (torch.cat(xs), torch.cat(ys)), run.lr(state.step)))
-        if len(alive) > 1:
-            t = run.wait_for_links(t, alive)
-            duration = run.orbit.sync_duration_s(t, min(alive), alive, run.payload_bytes)
-            state.syncs.append(Sync(t, duration, min(alive), list(alive), run.payload_bytes))
-            state.bytes_sent += 2.0 * (len(alive) - 1) * run.payload_bytes
+        t += run.step_time_s
+        if len(ready) > 1:
+            t = run.wait_for_links(t, ready)
+            duration = run.orbit.sync_duration_s(t, min(ready), ready, run.payload_bytes)
+            state.syncs.append(Sync(t, duration, min(ready), ready, run.payload_bytes))
+            state.bytes_sent += 2.0 * (len(ready) - 1) * run.payload_bytes
             t += duration
         state.t_s, state.step = t, state.step + 1
         if state.step % cfg.inner_steps == 0 or state.step == cfg.steps:
