@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_inference.py
 	$(BIN)/python bench/bench_simulate.py
 	$(BIN)/python bench/bench_gateway.py
+	$(BIN)/python bench/bench_train.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -49,6 +49,19 @@ def test_train_cli_writes_curves_plot_and_checkpoints(
     assert (tmp_path / "comparison.json").exists()
 
 
+def test_train_cli_resume_continues_the_run_in_its_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", *TINY, "--method", "sync", "--out", str(tmp_path), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)["methods"][0]
+    (tmp_path / "summary.json").unlink()
+    assert main(["train", "--resume", str(tmp_path / "checkpoints"), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)["methods"][0]
+    assert again["final_eval_loss"] == first["final_eval_loss"]
+    assert again["bytes_sent"] == first["bytes_sent"]
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 10
+
+
 def test_train_cli_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", *TINY, "--method", "fedavg", "--drop", "3@6"]) == 0
     out = capsys.readouterr().out

@@ -103,7 +103,12 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--out", type=Path, metavar="DIR", help="outputs and checkpoints")
-    p.add_argument("--resume", type=Path, metavar="DIR", help="continue from a checkpoint")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="DIR",
+        help="continue a run from its newest checkpoint (with that run's settings)",
+    )
     add_json(p)
 
 

@@ -43,6 +43,11 @@ def latest(root: Path) -> Path:
     )
 
 
+def run_dir(root: Path) -> Path:
+    """The run's output folder (the parent of its checkpoints/ folder)."""
+    return latest(root).parent.parent
+
+
 def read_meta(root: Path) -> dict[str, Any]:
     """The run description of the newest checkpoint: config, constellation, start."""
     doc: dict[str, Any] = torch.load(latest(root) / RUN_FILE, weights_only=True)

@@ -335,12 +335,12 @@ def train_sync(run: Run, resume: Path | None = None) -> TrainResult:
             t += duration
         state.t_s, state.step = t, state.step + 1
         if state.step % cfg.inner_steps == 0 or state.step == cfg.steps:
-            run.record(state, losses, len(alive))
-            losses = []
+            run.record(state, losses, len(ready))
             if run.out is not None:
                 checkpoint.save_sync(run.out, run, state, opt, gens, alive)
             if run.on_step is not None:
-                run.on_step(cfg.inner_steps)
+                run.on_step(len(losses))
+            losses = []
     return run.result(state, time.perf_counter() - started)
 
 

@@ -86,18 +86,20 @@ def resume_run(
     checkpoints: Path, out: Path | None = None, on_step: Callable[[int], None] | None = None
 ) -> TrainResult:
     """Continue the run whose newest checkpoint is under ``checkpoints`` (same settings,
-    same orbit); lost satellites (missing files) stay lost."""
+    same orbit); lost satellites (missing files) stay lost. Outputs and new checkpoints
+    go to ``out`` (default: the run's own folder)."""
     from starcompute.train import checkpoint
     from starcompute.train.methods import Run, train
 
     meta = checkpoint.read_meta(checkpoints)
+    out = out or checkpoint.run_dir(checkpoints)
     cfg = TrainConfig.from_dict(meta["config"])
     corpus = load_corpus(cfg.corpus, cfg.workers, cfg.shard_kib * 1024, cfg.window)
     orbit = orbit_for(cfg, meta["constellation"], meta["start"], cfg.step_s)
-    run = Run(cfg, orbit, corpus, cfg.step_s, out or checkpoints, on_step, meta)
+    run = Run(cfg, orbit, corpus, cfg.step_s, out, on_step, meta)
     result = train(run, resume=checkpoints)
-    if out is not None:
-        result.write(out)
+    result.write(out)
+    write_comparison(out, [result])
     return result
 
 
