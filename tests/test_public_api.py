@@ -70,6 +70,7 @@ def test_lower_layers_do_not_import_higher_ones() -> None:
         "links",
         "spacecraft",
         "compute",
+        "security",
         "routing",
         "mission",
         "train",

@@ -1,0 +1,211 @@
+"""Radiation faults on the real engine, and what catches them.
+
+``WeightGuard`` keeps a CRC-32 per 64 KiB block of every weight tensor (parameters and
+buffers) and the golden copy the satellite holds in storage. ``scrub`` recomputes every
+checksum, restores each corrupted block from the golden copy and reports it.
+``SeuInjector`` flips random bits in the loaded weights - uniformly over all weight bits,
+as single-event upsets strike - at a rate from the radiation model (per bit per day, higher
+in the South Atlantic Anomaly) times an acceleration factor for tests.
+``ProtectedEngine`` serves through any engine: it scrubs before a batch (a transit of the
+SAA, or idle time, may have flipped bits), runs it, scrubs again, and when a flip landed
+while the batch ran it repairs the weights and runs the batch again, so no answer computed
+on corrupted weights leaves the satellite. Tokens are released to ``on_token`` only after
+the batch's weights verified. Activations are not covered (their upsets last one step).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from starcompute.compute.engine import Completion, Engine, GenerationRequest, TokenCallback
+from starcompute.errors import InputError, StarcomputeError
+
+BLOCK_BYTES = 65536
+MAX_ATTEMPTS = 10
+SECONDS_PER_DAY = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Flip:
+    tensor: str
+    byte: int
+    bit: int
+    scrub: int  # scrubs completed when the flip happened
+
+    @property
+    def block(self) -> int:
+        return self.byte // BLOCK_BYTES
+
+
+def _byte_view(tensor: Any) -> np.ndarray:
+    """The tensor's memory as writable bytes (shared, not copied)."""
+    import torch
+
+    view: np.ndarray = tensor.detach().reshape(-1).view(torch.uint8).numpy()
+    return view
+
+
+def _crcs(data: np.ndarray) -> np.ndarray:
+    return np.array(
+        [zlib.crc32(data[i : i + BLOCK_BYTES].data) for i in range(0, len(data), BLOCK_BYTES)],
+        dtype=np.uint32,
+    )
+
+
+@dataclass(slots=True)
+class WeightGuard:
+    """Checksums and the golden copy of a model's weights; the scrubber."""
+
+    model: Any  # a torch.nn.Module
+    views: dict[str, np.ndarray] = field(init=False)
+    golden: dict[str, np.ndarray] = field(init=False)
+    checksums: dict[str, np.ndarray] = field(init=False)
+    scrubs: int = 0
+    blocks_corrected: int = 0
+    history: list[tuple[int, str, int]] = field(default_factory=list)  # (scrub, tensor, block)
+
+    def __post_init__(self) -> None:
+        self.views, seen = {}, set()
+        tensors = list(self.model.named_parameters()) + list(self.model.named_buffers())
+        for name, tensor in tensors:
+            if tensor.data_ptr() in seen or tensor.numel() == 0:
+                continue  # tied weights are one tensor
+            seen.add(tensor.data_ptr())
+            self.views[name] = _byte_view(tensor)
+        self.golden = {name: view.copy() for name, view in self.views.items()}
+        self.checksums = {name: _crcs(view) for name, view in self.views.items()}
+
+    @property
+    def bits(self) -> int:
+        return 8 * sum(len(v) for v in self.views.values())
+
+    def scrub(self) -> list[tuple[str, int]]:
+        """Verify every block; restore the corrupted ones from the golden copy."""
+        bad = []
+        for name, view in self.views.items():
+            now = _crcs(view)
+            for block in np.flatnonzero(now != self.checksums[name]).tolist():
+                lo, hi = block * BLOCK_BYTES, (block + 1) * BLOCK_BYTES
+                view[lo:hi] = self.golden[name][lo:hi]
+                if zlib.crc32(view[lo:hi].data) != self.checksums[name][block]:
+                    raise StarcomputeError(f"{name} block {block}: the golden copy is corrupt")
+                bad.append((name, block))
+        self.history += [(self.scrubs, name, block) for name, block in bad]
+        self.scrubs += 1
+        self.blocks_corrected += len(bad)
+        return bad
+
+
+@dataclass(slots=True)
+class SeuInjector:
+    """Flips random weight bits: ``rate_fn()`` gives upsets per bit per day now (e.g. from
+    ``seu_rate_per_bit_per_day`` at the satellite's position), ``acceleration`` scales it."""
+
+    guard: WeightGuard
+    seed: int = 0
+    acceleration: float = 1.0
+    flips: list[Flip] = field(default_factory=list)
+    _rng: np.random.Generator = field(init=False)
+    _names: list[str] = field(init=False)
+    _weights: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not self.acceleration > 0:
+            raise InputError(f"acceleration must be > 0, got {self.acceleration}")
+        self._rng = np.random.default_rng(self.seed)
+        self._names = list(self.guard.views)
+        sizes = np.array([len(self.guard.views[n]) for n in self._names], dtype=np.float64)
+        self._weights = sizes / sizes.sum()
+
+    def flip(self, n: int, exponent_msb: bool = False) -> list[Flip]:
+        """Flip ``n`` bits, each a uniformly drawn bit of all the weights; with
+        ``exponent_msb`` the most significant exponent bit of a uniformly drawn float32
+        weight instead (the worst case: the weight becomes ~1e38 or ~1e-38)."""
+        new = []
+        for k in self._rng.choice(len(self._names), size=n, p=self._weights):
+            name = self._names[int(k)]
+            view = self.guard.views[name]
+            byte, bit = int(self._rng.integers(len(view))), int(self._rng.integers(8))
+            if exponent_msb:  # little-endian float32: bit 30 is bit 6 of byte 3
+                byte, bit = byte - byte % 4 + 3, 6
+            view[byte] ^= np.uint8(1 << bit)
+            new.append(Flip(name, byte, bit, self.guard.scrubs))
+        self.flips += new
+        return new
+
+    def expose(self, rate_per_bit_per_day: float, dt_s: float) -> list[Flip]:
+        """The upsets of ``dt_s`` seconds at a rate (Poisson), accelerated."""
+        mean = rate_per_bit_per_day * self.guard.bits * dt_s / SECONDS_PER_DAY * self.acceleration
+        return self.flip(int(self._rng.poisson(mean)))
+
+    def detection(self) -> dict[str, int]:
+        """Each flip against the scrubs: detected at the first scrub after it (or later)."""
+        found: dict[tuple[str, int], list[int]] = {}
+        for scrub, name, block in self.guard.history:
+            found.setdefault((name, block), []).append(scrub)
+        late = missed = 0
+        for f in self.flips:
+            after = [s for s in found.get((f.tensor, f.block), []) if s >= f.scrub]
+            if not after:
+                missed += 1
+            elif after[0] > f.scrub:
+                late += 1
+        return {"injected": len(self.flips), "missed": missed, "late": late}
+
+
+@dataclass(slots=True)
+class ProtectedEngine:
+    """An engine whose answers are computed only on verified weights."""
+
+    engine: Engine
+    guard: WeightGuard
+    during_batch: Callable[[], None] | None = None  # called per token event: faults hit here
+    batches: int = 0
+    reruns: int = 0
+    answers_affected: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.engine.name
+
+    @property
+    def context_window(self) -> int:
+        return self.engine.context_window
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], on_token: TokenCallback | None = None
+    ) -> list[Completion]:
+        if not requests:
+            return []
+        events: list[tuple[Any, ...]] = []
+
+        def hook(*args: Any) -> None:
+            events.append(args)
+            if self.during_batch is not None:
+                self.during_batch()
+
+        self.guard.scrub()  # before serving: whatever struck since the last batch
+        for _ in range(MAX_ATTEMPTS):
+            events.clear()
+            try:
+                out = self.engine.generate(requests, hook)
+            except (ArithmeticError, RuntimeError, ValueError):
+                if not self.guard.scrub():
+                    raise  # not an upset: a real error
+                out = []
+            self.batches += 1
+            if out and not self.guard.scrub():
+                if on_token is not None:
+                    for args in events:
+                        on_token(*args)
+                return out
+            self.reruns += 1
+            self.answers_affected += len(requests)
+        raise StarcomputeError(
+            f"weights corrupted in {MAX_ATTEMPTS} runs in a row: too many upsets"
+        )
