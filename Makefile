@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 WEB    := src/starcompute/gateway/static/BUILD.json
 
-.PHONY: demo test install web browser lint typecheck unit bench clean
+.PHONY: demo test install web browser lint typecheck unit bench fuzz clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,8 @@ demo: $(STAMP) $(WEB)
 	$(BIN)/starcompute demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench fuzz
+	$(BIN)/ruff format --check src tests bench fuzz
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -51,6 +51,16 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_simulate.py
 	$(BIN)/python bench/bench_gateway.py
 	$(BIN)/python bench/bench_train.py
+
+# coverage-guided fuzzing of every parser of hostile input (CI runs a short version: tests/test_fuzz.py)
+FUZZ_RUNS ?= 100000
+FUZZ_TARGETS := wire telecommand tle omm-json omm-csv scenario api
+fuzz: $(STAMP)
+	@mkdir -p test-artifacts
+	@for t in $(FUZZ_TARGETS); do \
+		$(BIN)/python fuzz/fuzz.py $$t -runs=$(FUZZ_RUNS) -timeout=10 \
+			-artifact_prefix=test-artifacts/fuzz-$$t- 2>&1 | grep -E "DONE|ERROR|Error" || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -40,6 +40,9 @@ def epoch_days_since_1949(epoch: np.datetime64) -> float:
     return float(delta_ns) / 86_400e9
 
 
+MAX_CATALOG_NUMBER = 339_999  # the largest Alpha-5 catalogue number a TLE can hold
+
+
 def _number(fields: Mapping[str, Any], key: str, where: str, default: float | None = None) -> float:
     value = fields.get(key, default)
     if value is None or value == "":
@@ -61,11 +64,14 @@ def satrec_from_omm(fields: Mapping[str, Any], where: str) -> tuple[str, Satrec]
     if missing:
         raise ElementSetError(f"{where}: OMM record lacks {', '.join(missing)}")
     epoch = parse_utc(str(fields["EPOCH"]))
+    catalog = _number(fields, "NORAD_CAT_ID", where)
+    if not 0 <= catalog <= MAX_CATALOG_NUMBER:  # found by fuzz/fuzz.py omm-json
+        raise ElementSetError(f"{where}: NORAD_CAT_ID must be within 0..{MAX_CATALOG_NUMBER}")
     sat = Satrec()
     sat.sgp4init(
         WGS72,
         "i",
-        int(_number(fields, "NORAD_CAT_ID", where)),
+        int(catalog),
         epoch_days_since_1949(epoch),
         _number(fields, "BSTAR", where, 0.0),
         _number(fields, "MEAN_MOTION_DOT", where, 0.0) / (1036800.0 / pi),
@@ -77,8 +83,15 @@ def satrec_from_omm(fields: Mapping[str, Any], where: str) -> tuple[str, Satrec]
         _number(fields, "MEAN_MOTION", where) / 720.0 * pi,  # rev/day -> rad/min
         _number(fields, "RA_OF_ASC_NODE", where) * _DEG,
     )
-    sat.classification = str(fields.get("CLASSIFICATION_TYPE") or "U")[:1]
+    classification = str(fields.get("CLASSIFICATION_TYPE") or "U")
+    if classification not in ("U", "C", "S"):  # found by fuzz/fuzz.py omm-json
+        raise ElementSetError(
+            f"{where}: CLASSIFICATION_TYPE must be U, C or S, got {classification!r}"
+        )
+    sat.classification = classification
     object_id = str(fields.get("OBJECT_ID") or "")
+    if not object_id.isascii():
+        raise ElementSetError(f"{where}: OBJECT_ID must be ASCII, got {object_id!r}")
     sat.intldesg = object_id[2:].replace("-", "")[:8]
     sat.elnum = int(_number(fields, "ELEMENT_SET_NO", where, 999.0)) % 10000
     sat.revnum = int(_number(fields, "REV_AT_EPOCH", where, 0.0)) % 100000
@@ -101,14 +114,18 @@ def parse_omm_json(text: str, source: str = "<json>") -> list[tuple[str, Satrec]
 
 
 def parse_omm_csv(text: str, source: str = "<csv>") -> list[tuple[str, Satrec]]:
-    reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
-    missing = [k for k in REQUIRED_FIELDS if k not in header]
-    if missing:
-        raise ElementSetError(
-            f"{source}: OMM CSV header lacks {', '.join(missing)} (got {', '.join(header)})"
-        )
-    records = [satrec_from_omm(r, f"{source} row {i + 2}") for i, r in enumerate(reader)]
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = reader.fieldnames or []
+        missing = [k for k in REQUIRED_FIELDS if k not in header]
+        if missing:
+            raise ElementSetError(
+                f"{source}: OMM CSV header lacks {', '.join(missing)} (got {', '.join(header)})"
+            )
+        rows = list(reader)
+    except csv.Error as exc:  # found by fuzz/fuzz.py omm-csv: a stray carriage return
+        raise ElementSetError(f"{source}: not a CSV file ({exc})") from None
+    records = [satrec_from_omm(r, f"{source} row {i + 2}") for i, r in enumerate(rows)]
     if not records:
         raise ElementSetError(f"{source}: the OMM CSV has no rows")
     return records

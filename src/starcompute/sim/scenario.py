@@ -248,12 +248,21 @@ def load_scenario(path: str | Path) -> Scenario:
     if not p.is_file():
         raise InputError(f"scenario file not found: {p}")
     try:
-        doc = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{p}: invalid TOML ({exc})") from None
+        text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{p}: not a UTF-8 text file") from None
-    return parse_scenario(doc, str(p), p.resolve().parent)
+    return scenario_from_text(text, str(p), p.resolve().parent)
+
+
+def scenario_from_text(
+    text: str, source: str = "<scenario>", base_dir: Path | None = None
+) -> Scenario:
+    """Parse and validate scenario TOML text."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{source}: invalid TOML ({exc})") from None
+    return parse_scenario(doc, source, base_dir)
 
 
 def parse_scenario(
