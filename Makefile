@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_simulate.py
 	$(BIN)/python bench/bench_gateway.py
 	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_seu.py
 
 # coverage-guided fuzzing of every parser of hostile input (CI runs a short version: tests/test_fuzz.py)
 FUZZ_RUNS ?= 100000
