@@ -41,6 +41,7 @@ from starcompute.ground.stations import GroundStation
 from starcompute.links.config import IslConfig
 from starcompute.links.contact_plan import ContactPlan
 from starcompute.links.contacts import contact_plan
+from starcompute.mission.failures import Leg, Outage
 from starcompute.mission.health import SPARE_CHARGE, Health, profile
 from starcompute.mission.policy import check_policy, choose
 from starcompute.mission.queues import SatelliteQueue, Slot
@@ -84,6 +85,7 @@ class Trace:
     policy: str
     uplink_at: np.datetime64  # when the query left the ground
     inference_start: np.datetime64 | None = None  # when the satellite starts on it
+    legs: list[Leg] = field(default_factory=list)  # every hop, up and down
 
     @property
     def total_s(self) -> float:
@@ -146,6 +148,8 @@ class Mission:
     holders: frozenset[int] | None = None  # satellites holding the model (None: all)
     _model_on_board_s: dict[int, float] = field(default_factory=dict)  # uploads planned
     health: Health | None = None  # battery and temperature over the plan (admission)
+    outages: list[Outage] = field(default_factory=list)
+    _down: dict[int, list[tuple[float, float]]] = field(default_factory=dict)  # sat: [(a, b)]
 
     @classmethod
     def build(
@@ -224,6 +228,32 @@ class Mission:
             self._commit(best, query_bytes, answer_bytes)
         return self._trace(at, t0, best, policy)
 
+    def fail(self, outage: Outage) -> None:
+        """Plan around ``outage`` from now on: its contacts are blocked over its interval
+        (bookings made stay), a failed satellite serves nothing while it is out."""
+        names = self.names()
+        nodes = [lookup_node(names, n) for n in outage.nodes]
+        kinds = {"satellite": lambda n: n < self.n_sat, "station": lambda n: n >= self.n_sat}
+        if outage.kind in kinds and not kinds[outage.kind](nodes[0]):
+            raise InputError(f"{outage.target!r} is not a {outage.kind}")
+        a = float(offsets_s(outage.start, self.plan.start))
+        b = np.inf if outage.end is None else float(offsets_s(outage.end, self.plan.start))
+        link = set(nodes)
+        for c in self.graph.contacts:
+            touches = (
+                {c.src, c.dst} == link if outage.kind == "link" else nodes[0] in (c.src, c.dst)
+            )
+            lo, hi = max(a, c.start_s), min(b, c.end_s)
+            if touches and hi > lo:
+                c.reserve(lo, hi - lo)
+        if outage.kind == "satellite":
+            self._down.setdefault(nodes[0], []).append((a, b))
+        self.outages.append(outage)
+
+    def is_down(self, sat: int, a_s: float, b_s: float) -> bool:
+        """Is ``sat`` out at any time in [a_s, b_s]?"""
+        return any(lo <= b_s and a_s < hi for lo, hi in self._down.get(sat, ()))
+
     def _commit(self, best: Serving, query_bytes: int, answer_bytes: int) -> None:
         self.graph.book(best.up, query_bytes)
         self.graph.book(best.down, answer_bytes)
@@ -289,6 +319,8 @@ class Mission:
         start, infer = slot.start_s, slot.inference_s
         upload_wait = max(0.0, ready - arrive)
         if start + infer >= self.plan.duration_s or not self.admits(sat, start, infer):
+            return None
+        if self.is_down(sat, arrive, start + infer):
             return None
         stations = frozenset(range(self.n_sat, self.n_sat + len(self.stations)))
         down = self.graph.search(sat, start + infer, answer_bytes, stations)
@@ -378,4 +410,12 @@ class Mission:
             policy=policy,
             uplink_at=from_offsets(self.plan.start, [up.hops[0].depart_s])[0],
             inference_start=from_offsets(self.plan.start, [best.start_s])[0],
+            legs=[
+                Leg(
+                    names[h.src],
+                    names[h.dst],
+                    *from_offsets(self.plan.start, [h.depart_s, h.arrive_s]),
+                )
+                for h in (*up.hops, *down.hops)
+            ],
         )
