@@ -39,7 +39,7 @@ def test_cli_examples_run_in_order(tmp_path: Path) -> None:
             cwd=tmp_path,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=300,
             check=False,
         )
         assert proc.returncode == 0, f"{args}: {proc.stderr}"
@@ -59,7 +59,7 @@ def test_python_examples_run(block: str, tmp_path: Path) -> None:
             cwd=tmp_path,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=300,
             check=False,
         )
     finally:
