@@ -4,6 +4,9 @@ the ground and delivered by another way; none is lost."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -102,3 +105,45 @@ def test_when_every_satellite_is_lost_the_query_gets_an_explicit_error() -> None
         m.fail(Outage("satellite", name, START, None, "lost"))
     with pytest.raises(DeadlineError):
         _submit(m, START + 60 * SECOND)
+
+
+def _segment(m: Mission, at: np.datetime64) -> Any:
+    from starcompute.compute.cards import load_card
+    from starcompute.compute.perf import ComputeTarget, PerformanceModel, SimulatedEngine
+    from starcompute.mission.live import GroundSegment, LiveClock
+    from starcompute.spacecraft.hardware import load_hardware
+
+    target = ComputeTarget.from_profile(load_hardware("three-body-sat"))
+    engine = SimulatedEngine(PerformanceModel(load_card("qwen3-8b"), target, "int8"))
+    # wait=False: orbital waits are reported, not slept through; the clock still runs
+    return GroundSegment(m, engine, LiveClock(at, 1.0, wait=False), max_batch=4)
+
+
+def test_live_request_survives_the_loss_of_its_serving_satellite_exactly_once() -> None:
+    """Through the ground segment the gateway uses: the serving satellite is lost after
+    the request was planned; the request is planned again from the ground, answered by
+    another satellite, and delivered once."""
+    from starcompute.compute.engine import GenerationRequest
+
+    m = _mission()
+    seg = _segment(m, START + 600 * SECOND)
+
+    async def go() -> None:
+        events = seg.run("req-1", GenerationRequest(prompt="What is 2 + 2?", max_tokens=8))
+        first = await anext(events)
+        serving = first.planned().serving_satellite
+        lost = Outage("satellite", serving, seg.clock.now(), None, "lost")
+        assert await seg.fail(lost) == ["req-1"]
+        rest = [e async for e in events]
+        done = [e for e in rest if e.kind == "done"]
+        assert len(done) == 1  # delivered exactly once
+        final = done[0].planned()
+        assert final.serving_satellite != serving and final.replans == 1
+        assert serving not in final.path_up + final.path_down
+        assert done[0].answer().completion_tokens == 8
+
+    try:
+        asyncio.run(go())
+    finally:
+        seg.close()
+    assert seg.completed == 1 and not seg._trips

@@ -422,3 +422,26 @@ def test_a_client_that_goes_away_frees_its_place_and_its_batch_row(server: str) 
         time.sleep(0.2)
     assert row["status"] == "cancelled"
     assert httpx.get(f"{server}/healthz").json()["in_flight"] == 0
+
+
+def test_failures_api_needs_a_key_and_checks_its_input(server: str) -> None:
+    """Failures are commands to the constellation: keyed, validated, listed."""
+    auth = {"Authorization": f"Bearer {KEY}"}
+    past = {"kind": "satellite", "target": "TB500-P00-S05", "start": "2025-11-20T00:00:00Z",
+            "minutes": 1, "cause": "battery"}  # fmt: skip
+    assert httpx.post(f"{server}/api/failures", json=past).status_code == 401
+    r = httpx.post(f"{server}/api/failures", json=past, headers=auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["outage"]["end"] == "2025-11-20T00:01:00.000Z"
+    assert r.json()["replanned"] == []  # over before any request was in flight
+    listed = httpx.get(f"{server}/api/failures").json()["outages"]
+    assert {"kind": "satellite", "target": "TB500-P00-S05"}.items() <= listed[-1].items()
+    for bad, status, words in (
+        ({**past, "target": "TB999"}, 400, "unknown node"),
+        ({**past, "kind": "station"}, 400, "is not a station"),
+        ({**past, "kind": "meteor"}, 400, "kind"),
+        ({**past, "minutes": -5}, 400, "minutes"),
+        ({**past, "start": "yesterday"}, 400, "yesterday"),
+    ):
+        r = httpx.post(f"{server}/api/failures", json=bad, headers=auth)
+        assert r.status_code == status and words in r.text, (bad, r.status_code, r.text)

@@ -23,10 +23,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from starcompute.errors import InputError, StarcomputeError
 from starcompute.gateway.metrics import GatewayMetrics
-from starcompute.gateway.schemas import ChatCompletionRequest, error_body
+from starcompute.gateway.schemas import ChatCompletionRequest, FailureRequest, error_body
 from starcompute.mission.control import DeadlineError, Mission, Trace
+from starcompute.mission.failures import Outage
 from starcompute.mission.live import Event, GroundSegment, QueueFullError
-from starcompute.times import format_utc
+from starcompute.times import format_utc, parse_utc
 
 STATIC = Path(__file__).parent / "static"
 
@@ -106,6 +107,23 @@ def create_app(
             chunks = _sse(segment, metrics, events, request_id, model_id, include_usage)
             return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
         return await _complete(segment, metrics, events, request_id, model_id)
+
+    @app.post("/api/failures")
+    async def inject_failure(body: FailureRequest, request: Request) -> dict[str, Any]:
+        """Fail a satellite, station or link (mission control plans around it and
+        re-plans the requests it strikes); needs an API key when keys are set."""
+        authorise(request)
+        try:
+            start = parse_utc(body.start) if body.start else segment.clock.now()
+            outage = Outage.lasting(body.kind, body.target, start, body.minutes, body.cause)
+            struck = await segment.fail(outage)
+        except InputError as exc:
+            raise _HttpError(400, str(exc), param="target") from None
+        return {"outage": outage.to_dict(), "replanned": struck}
+
+    @app.get("/api/failures")
+    async def failures() -> dict[str, Any]:
+        return {"outages": [o.to_dict() for o in segment.mission.outages]}
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:

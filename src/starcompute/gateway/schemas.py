@@ -66,6 +66,19 @@ class ChatCompletionRequest(BaseModel):
         )
 
 
+class FailureRequest(BaseModel):
+    """An injected failure (``POST /api/failures``): from ``start`` (default: orbit now)
+    for ``minutes`` (default: for good)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["satellite", "station", "link"]
+    target: str = Field(min_length=1, max_length=200)
+    start: str | None = None
+    minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60)
+    cause: str = Field(default="outage", max_length=40)
+
+
 def error_body(
     message: str,
     kind: str = "invalid_request_error",

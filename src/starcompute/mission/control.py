@@ -86,6 +86,7 @@ class Trace:
     uplink_at: np.datetime64  # when the query left the ground
     inference_start: np.datetime64 | None = None  # when the satellite starts on it
     legs: list[Leg] = field(default_factory=list)  # every hop, up and down
+    replans: int = 0  # times a failure made mission control plan it again
 
     @property
     def total_s(self) -> float:
@@ -109,6 +110,7 @@ class Trace:
             else None,
             "submitted": format_utc(self.submitted),
             "delivered": format_utc(self.delivered),
+            "replans": self.replans,
         }
 
 

@@ -87,6 +87,16 @@ class Outage:
         }
 
     @classmethod
+    def lasting(
+        cls, kind: str, target: str, start: np.datetime64, minutes: float | None, cause: str
+    ) -> Outage:
+        """From ``start`` for ``minutes`` (None: for good)."""
+        if minutes is not None and not (np.isfinite(minutes) and minutes > 0):
+            raise InputError(f"an outage lasts > 0 minutes, got {minutes}")
+        end = None if minutes is None else start + np.timedelta64(round(minutes * 60e9), "ns")
+        return cls(kind, target, start, end, cause)
+
+    @classmethod
     def from_dict(cls, doc: dict[str, object]) -> Outage:
         unknown = sorted(set(doc) - {"kind", "target", "start", "end", "cause"})
         if unknown:

@@ -21,7 +21,7 @@ import dataclasses
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +32,7 @@ from starcompute.compute.batcher import Batcher
 from starcompute.compute.engine import Completion, Engine, GenerationRequest
 from starcompute.errors import InputError, StarcomputeError
 from starcompute.mission.control import Mission, Trace
+from starcompute.mission.failures import Outage
 from starcompute.mission.health import profile
 from starcompute.mission.requestlog import RequestLog
 from starcompute.mission.wire import QueryPacket, encode
@@ -107,6 +108,14 @@ class _Mailbox:
 
 
 @dataclass(slots=True)
+class _Trip:
+    """A request's current plan; ``struck`` is set when a failure hits it."""
+
+    trace: Trace
+    struck: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(slots=True)
 class Event:
     """What a request yields: ``planned`` (trace), ``piece`` (text), ``done``."""
 
@@ -157,6 +166,7 @@ class GroundSegment:
         self._box: _Mailbox | None = None
         self.in_flight = 0
         self.completed = 0
+        self._trips: dict[str, _Trip] = {}  # requests in flight by id
 
     def close(self) -> None:
         self.batcher.close()
@@ -190,50 +200,87 @@ class GroundSegment:
         gone = threading.Event()  # the caller stopped listening: the engine drops it
         request = dataclasses.replace(request, cancelled=gone.is_set)
         try:
-            async for event in self._run(request, handed):
+            async for event in self._run(request_id, request, handed):
                 yield event
         finally:
             gone.set()
             if not handed[0]:
                 self._coming -= 1
 
-    async def _run(self, request: GenerationRequest, handed: list[bool]) -> AsyncIterator[Event]:
+    async def _run(
+        self, request_id: str, request: GenerationRequest, handed: list[bool]
+    ) -> AsyncIterator[Event]:
         loop = asyncio.get_running_loop()
-        at = self.clock.now()
         prompt_tokens = self.prompt_tokens(request)
         text = " ".join(m.content for m in request.messages) if request.messages else request.prompt
         query_bytes = len(encode(QueryPacket(1, self.engine.name, text or "", request.max_tokens)))
         answer_bytes = ANSWER_OVERHEAD_BYTES + 8 * request.max_tokens
-        booked = await loop.run_in_executor(
-            self._planner,
-            lambda: self._current(at).submit(
-                None, at, prompt_tokens, request.max_tokens, query_bytes, answer_bytes,
-                self.policy, self.deadline_s,
-            ),
-        )  # fmt: skip
-        planned = booked
-        yield Event("planned", trace=planned)
-        if planned.inference_start is not None:
-            await asyncio.sleep(self.clock.wall_until(planned.inference_start))
-        pieces: asyncio.Queue[str | None] = asyncio.Queue()
-        mailbox = self._mailbox(loop)
-        future = self.batcher.submit(request, lambda piece: mailbox.post(pieces, piece))
-        handed[0] = True
-        self._coming -= 1
-        future.add_done_callback(lambda _: mailbox.post(pieces, None))
-        finished = False
-        while not finished:
-            burst = [await pieces.get()]
-            while not pieces.empty():  # whatever else has arrived goes out together
-                burst.append(pieces.get_nowait())
-            finished = burst[-1] is None
-            text = "".join(p for p in burst if p is not None)
-            if text:
-                yield Event("piece", text=text)
-        done = future.result()  # raises what the engine raised
-        await asyncio.sleep(self.clock.wall_until(booked.delivered))
-        self.completed += 1
-        yield Event("done", trace=booked, completion=done)
+
+        async def plan() -> Trace:  # from the ground, at orbit now
+            at = self.clock.now()
+            return await loop.run_in_executor(
+                self._planner,
+                lambda: self._current(at).submit(
+                    None, at, prompt_tokens, request.max_tokens, query_bytes, answer_bytes,
+                    self.policy, self.deadline_s,
+                ),
+            )  # fmt: skip
+
+        trip = _Trip(await plan())
+        self._trips[request_id] = trip
+        try:
+            yield Event("planned", trace=trip.trace)
+            await self._hold(trip, lambda t: t.inference_start, plan)
+            pieces: asyncio.Queue[str | None] = asyncio.Queue()
+            mailbox = self._mailbox(loop)
+            future = self.batcher.submit(request, lambda piece: mailbox.post(pieces, piece))
+            handed[0] = True
+            self._coming -= 1
+            future.add_done_callback(lambda _: mailbox.post(pieces, None))
+            finished = False
+            while not finished:
+                burst = [await pieces.get()]
+                while not pieces.empty():  # whatever else has arrived goes out together
+                    burst.append(pieces.get_nowait())
+                finished = burst[-1] is None
+                text = "".join(p for p in burst if p is not None)
+                if text:
+                    yield Event("piece", text=text)
+            done = future.result()  # raises what the engine raised
+            await self._hold(trip, lambda t: t.delivered, plan)
+            self.completed += 1
+            yield Event("done", trace=trip.trace, completion=done)
+        finally:
+            self._trips.pop(request_id, None)
+
+    async def _hold(
+        self,
+        trip: _Trip,
+        when: Callable[[Trace], np.datetime64 | None],
+        plan: Callable[[], Awaitable[Trace]],
+    ) -> None:
+        """Wait (on the live clock) until ``when(trip.trace)``; if a failure strikes the
+        trip meanwhile, plan it again from the ground and wait for the new time."""
+        while (target := when(trip.trace)) is not None:
+            if not trip.struck.is_set():
+                try:
+                    await asyncio.wait_for(trip.struck.wait(), self.clock.wall_until(target))
+                except TimeoutError:
+                    return
+            trip.struck.clear()
+            replans = trip.trace.replans + 1
+            trip.trace = await plan()
+            trip.trace.replans = replans
+
+    async def fail(self, outage: Outage) -> list[str]:
+        """Plan around ``outage`` from now on; the requests whose trips it strikes are
+        planned again from the ground (their ids are returned)."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._planner, lambda: self.mission.fail(outage))
+        struck = [rid for rid, trip in self._trips.items() if outage.hits(trip.trace.legs)]
+        for rid in struck:
+            self._trips[rid].struck.set()
+        return struck
 
     def _mailbox(self, loop: asyncio.AbstractEventLoop) -> _Mailbox:
         if self._box is None or self._box.loop is not loop:
@@ -247,7 +294,10 @@ class GroundSegment:
         if left_s < self.deadline_s:
             if self.replan is None:
                 raise PlanEndedError(self.mission.plan.end)
-            self.mission = self.replan(at.astype("datetime64[m]"))
+            old, self.mission = self.mission, self.replan(at.astype("datetime64[m]"))
+            for outage in old.outages:  # what is still out stays out
+                if outage.end is None or outage.end > at:
+                    self.mission.fail(outage)
         return self.mission
 
     def contacts(self, window_s: float) -> dict[str, Any]:
