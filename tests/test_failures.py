@@ -147,3 +147,25 @@ def test_live_request_survives_the_loss_of_its_serving_satellite_exactly_once() 
     finally:
         seg.close()
     assert seg.completed == 1 and not seg._trips
+
+
+def test_live_request_with_no_way_left_ends_with_an_explicit_error() -> None:
+    from starcompute.compute.engine import GenerationRequest
+
+    m = _mission()
+    seg = _segment(m, START + 600 * SECOND)
+
+    async def go() -> None:
+        events = seg.run("req-2", GenerationRequest(prompt="Hello?", max_tokens=4))
+        await anext(events)
+        for name in m.plan.satellites:
+            await seg.fail(Outage("satellite", name, seg.clock.now(), None, "lost"))
+        with pytest.raises(DeadlineError):
+            async for _ in events:
+                pass
+
+    try:
+        asyncio.run(go())
+    finally:
+        seg.close()
+    assert seg.completed == 0 and not seg._trips

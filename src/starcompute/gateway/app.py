@@ -106,7 +106,10 @@ def create_app(
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             chunks = _sse(segment, metrics, events, request_id, model_id, include_usage)
             return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
-        return await _complete(segment, metrics, events, request_id, model_id)
+        try:
+            return await _complete(segment, metrics, events, request_id, model_id)
+        except StarcomputeError as exc:  # e.g. a failure left no way to re-plan it
+            raise _HttpError(503, str(exc), "server_error", code="unavailable") from None
 
     @app.post("/api/failures")
     async def inject_failure(body: FailureRequest, request: Request) -> dict[str, Any]:
