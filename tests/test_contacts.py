@@ -153,3 +153,14 @@ def test_acquisition_delays_link_start() -> None:
         if s > 0:
             assert s - key0[(a, b, round(s - 15.0))] == pytest.approx(15.0, abs=1e-6)
     assert len(p15.isl) <= len(p0.isl)
+
+
+def test_a_plan_of_laser_links_only_needs_no_station() -> None:
+    from starcompute import InputError, IslConfig, contact_plan, load_constellation, parse_utc
+
+    const = load_constellation("three-body-12")
+    start = parse_utc("2025-11-20T00:00:00Z")
+    plan = contact_plan(const, [], start, 3600.0, isl=IslConfig.default())
+    assert len(plan.ground) == 0 and len(plan.isl) == 12  # the ring of one plane
+    with pytest.raises(InputError, match="needs ground stations or laser links"):
+        contact_plan(const, [], start, 3600.0)

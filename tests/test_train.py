@@ -60,15 +60,13 @@ def test_diloco_within_5_percent_of_sync_with_50x_fewer_bytes() -> None:
 
 
 def _plan_graph(const_file: str, names: list[str], t_s: float, horizon_s: float) -> nx.Graph:
-    """Laser links up at ``t_s`` from the public contact-plan function (one station only to
-    satisfy its signature), as a networkx graph of satellite names."""
-    from starcompute import IslConfig, contact_plan, load_constellation, station_presets
-    from starcompute.ground.stations import load_stations
+    """Laser links up at ``t_s`` from the public contact-plan function, as a networkx
+    graph of satellite names."""
+    from starcompute import IslConfig, contact_plan, load_constellation
 
     const = load_constellation(const_file)
-    stations = load_stations(station_presets()[0])[:1]
     start = np.datetime64("2026-03-20T00:00:00")
-    plan = contact_plan(const, stations, start, horizon_s, isl=IslConfig.default())
+    plan = contact_plan(const, [], start, horizon_s, isl=IslConfig.default())
     g = nx.Graph()
     g.add_nodes_from(names)
     isl = plan.isl

@@ -72,6 +72,11 @@ class GroundContacts(_WindowTable):
     min_range_km: FloatArray  # slant range at maximum elevation
     rate_bps: FloatArray  # mean downlink rate over the pass (nominal without a link budget)
 
+    @classmethod
+    def empty(cls) -> GroundContacts:
+        z, f = np.zeros(0, dtype=np.int64), np.zeros(0)
+        return cls(z, z.copy(), f, f.copy(), f.copy(), f.copy(), f.copy(), f.copy())
+
 
 @dataclass(slots=True)
 class IslContacts(_WindowTable):

@@ -207,8 +207,11 @@ def contact_plan(
     """Ground passes (and laser-link windows when ``isl`` is given) over ``duration_s``.
 
     With ``rf`` each pass gets the mean rate of its RF link budget and passes on which no
-    MODCOD closes are dropped; without it every pass gets the nominal rate.
+    MODCOD closes are dropped; without it every pass gets the nominal rate. With no
+    stations the plan holds laser links only (``isl`` is then required).
     """
+    if not stations and isl is None:
+        raise InputError("a contact plan needs ground stations or laser links (isl)")
     if not duration_s > 0:
         raise InputError(f"duration must be positive, got {duration_s} s")
     if not 1.0 <= step_s <= 300.0:
@@ -216,9 +219,11 @@ def contact_plan(
     n_steps = int(np.ceil(duration_s / step_s))
     grid = time_grid(start, n_steps * step_s, step_s)  # uniform, covers the span
     eph = propagate(const, grid)
-    ground = ground_contacts(eph, stations, tol_s, progress).clipped(duration_s)
-    ground.rate_bps = ground_rates(eph, stations, ground, rf)
-    ground = ground.select(ground.rate_bps > 0)
+    ground = GroundContacts.empty()
+    if stations:
+        ground = ground_contacts(eph, stations, tol_s, progress).clipped(duration_s)
+        ground.rate_bps = ground_rates(eph, stations, ground, rf)
+        ground = ground.select(ground.rate_bps > 0)
     isl_windows = IslContacts.empty()
     if isl is not None:
         links = plus_grid(const, eph.r_teme_km[:, 0], eph.v_teme_km_s[:, 0])

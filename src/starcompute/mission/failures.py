@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from starcompute.errors import InputError
-from starcompute.times import format_utc, parse_utc
+from starcompute.times import format_utc
 
 KINDS = ("satellite", "station", "link")
 LINK_SEP = "~"
@@ -95,17 +95,3 @@ class Outage:
             raise InputError(f"an outage lasts > 0 minutes, got {minutes}")
         end = None if minutes is None else start + np.timedelta64(round(minutes * 60e9), "ns")
         return cls(kind, target, start, end, cause)
-
-    @classmethod
-    def from_dict(cls, doc: dict[str, object]) -> Outage:
-        unknown = sorted(set(doc) - {"kind", "target", "start", "end", "cause"})
-        if unknown:
-            raise InputError(f"unknown outage fields {unknown}: kind, target, start, end, cause")
-        try:
-            start = parse_utc(str(doc["start"]))
-            kind, target = str(doc["kind"]), str(doc["target"])
-        except KeyError as exc:
-            raise InputError(f"an outage needs kind, target and start (missing {exc})") from None
-        end = doc.get("end")
-        return cls(kind, target, start, None if end is None else parse_utc(str(end)),
-                   str(doc.get("cause") or "outage"))  # fmt: skip

@@ -24,13 +24,10 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 from starcompute.errors import InputError, StarcomputeError
 from starcompute.links.config import IslConfig
 from starcompute.links.contact_plan import IslContacts
-from starcompute.links.contacts import DEFAULT_STEP_S, isl_contacts
-from starcompute.links.topology import plus_grid
+from starcompute.links.contacts import contact_plan
 from starcompute.mission.health import Health
 from starcompute.orbits.constants import SPEED_OF_LIGHT_KM_S
 from starcompute.orbits.constellation import Constellation
-from starcompute.orbits.propagate import propagate
-from starcompute.times import time_grid
 
 TRAINING_LOAD = 1.0  # the accelerator runs flat out while training
 MIN_HORIZON_S = 3600.0
@@ -106,10 +103,7 @@ class Orbit:
 
     def _build(self, horizon_s: float) -> None:
         self.horizon_s = horizon_s
-        n_steps = int(np.ceil(horizon_s / DEFAULT_STEP_S))
-        eph = propagate(self.const, time_grid(self.start, n_steps * DEFAULT_STEP_S, DEFAULT_STEP_S))
-        links = plus_grid(self.const, eph.r_teme_km[:, 0], eph.v_teme_km_s[:, 0])
-        self.windows = isl_contacts(eph, links, self.isl).clipped(horizon_s)
+        self.windows = contact_plan(self.const, [], self.start, horizon_s, isl=self.isl).isl
         self.health = Health.simulate(self.const, self.start, horizon_s, TRAINING_LOAD)
 
     def _cover(self, t_s: float) -> None:
