@@ -4,6 +4,7 @@ API keys, the orbital trace, the request log and metrics; schemathesis over the 
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import socket
 import threading
 import time
@@ -445,3 +446,81 @@ def test_failures_api_needs_a_key_and_checks_its_input(server: str) -> None:
     ):
         r = httpx.post(f"{server}/api/failures", json=bad, headers=auth)
         assert r.status_code == status and words in r.text, (bad, r.status_code, r.text)
+
+
+def _chat_post(url: str, key: str | None, body: dict[str, Any], **kw: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=120, **kw)
+
+
+def test_idempotency_key_retries_get_the_first_answer_once(server: str) -> None:
+    """A retry with the same Idempotency-Key (IETF draft-ietf-httpapi-idempotency-key-
+    header) gets the first answer, replayed, and runs nothing again; concurrent retries
+    wait for the one run; the same key with another body is refused."""
+    body = {"model": "smollm2", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8}
+    before = len(httpx.get(f"{server}/api/requests?limit=500").json()["requests"])
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        first = list(pool.map(lambda _: _chat_post(server, "retry-me-1", body), range(4)))
+    assert all(r.status_code == 200 for r in first), [r.text for r in first]
+    ids = {r.json()["id"] for r in first}
+    assert len(ids) == 1  # four concurrent sends, one request
+    assert sum(r.headers.get("idempotent-replayed") == "true" for r in first) == 3
+    again = _chat_post(server, "retry-me-1", {**body, "stream": True})
+    assert again.headers["idempotent-replayed"] == "true"
+    chunks = [json.loads(x[6:]) for x in again.text.splitlines() if x.startswith("data: {")]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == first[0].json()["choices"][0]["message"]["content"]
+    assert {c["id"] for c in chunks} == ids and again.text.endswith("data: [DONE]\n\n")
+    rows = httpx.get(f"{server}/api/requests?limit=500").json()["requests"]
+    assert len(rows) == before + 1  # one run in the request log
+    other = _chat_post(server, "retry-me-1", {**body, "max_tokens": 9})
+    assert other.status_code == 422, other.text
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    bad = _chat_post(server, "x" * 300, body)
+    assert bad.status_code == 400 and "Idempotency-Key" in bad.json()["error"]["message"]
+    fresh = _chat_post(server, "retry-me-2", body)
+    assert fresh.json()["id"] not in ids and "idempotent-replayed" not in fresh.headers
+
+
+def test_idempotency_key_of_a_cancelled_stream_runs_again(server: str) -> None:
+    """A client that hangs up mid-stream got no answer: its retry runs, and is then kept."""
+    body = {"model": "smollm2", "messages": [{"role": "user", "content": "A long story."}],
+            "max_tokens": 32, "ignore_eos": True, "stream": True}  # fmt: skip
+    headers = {"Authorization": f"Bearer {KEY}", "Idempotency-Key": "hang-up-1"}
+    url = f"{server}/v1/chat/completions"
+    with httpx.stream("POST", url, json=body, headers=headers, timeout=60) as r:
+        cut = r.headers["x-starcompute-request-id"]
+        for line in r.iter_lines():
+            if '"content": "' in line and '"content": ""' not in line:
+                break
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{server}/api/requests/{cut}").json()["status"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    retry = _chat_post(server, "hang-up-1", {**body, "stream": False})
+    assert retry.status_code == 200 and "idempotent-replayed" not in retry.headers
+    assert retry.json()["id"] != cut
+    assert retry.json()["usage"]["completion_tokens"] == 32
+    replay = _chat_post(server, "hang-up-1", body)
+    assert replay.headers["idempotent-replayed"] == "true"
+
+
+def test_idempotency_store_is_bounded() -> None:
+    import asyncio
+
+    from starcompute.gateway.idempotency import Idempotency
+
+    async def go() -> Idempotency:
+        idem = Idempotency(max_entries=3)
+        for k in range(10):
+            assert await idem.claim("o", f"k{k}", "f") is None
+            idem.complete("o", f"k{k}", {"n": k}, {})
+        assert await idem.claim("o", "k9", "f") is not None  # kept: replayed
+        assert await idem.claim("o", "k0", "f") is None  # evicted: runs again
+        idem.abandon("o", "k0")
+        return idem
+
+    idem = asyncio.run(go())
+    assert len(idem) == 3 and idem.replayed == 1

@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from starcompute.errors import InputError, StarcomputeError
+from starcompute.gateway.idempotency import Idempotency, IdempotencyError
 from starcompute.gateway.metrics import GatewayMetrics
 from starcompute.gateway.schemas import ChatCompletionRequest, FailureRequest, error_body
 from starcompute.mission.control import DeadlineError, Mission, Trace
@@ -39,11 +40,15 @@ def create_app(
     default_max_tokens: int = 128,
     max_tokens_limit: int = 1024,
     czml: Callable[[Mission], list[dict[str, Any]]] | None = None,
+    idempotency: Idempotency | None = None,
 ) -> FastAPI:
     """``api_keys``: key -> key id (None: no authentication). ``czml(mission)``: the
-    dashboard's CZML document of a mission plan (made once per plan)."""
+    dashboard's CZML document of a mission plan (made once per plan). ``idempotency``:
+    the answers kept for clients' retries (``Idempotency-Key`` header)."""
     app = FastAPI(title="starcompute gateway", version="0.1.0")
     metrics = GatewayMetrics()
+    idem = idempotency or Idempotency()
+    app.state.idempotency = idem
     created = int(time.time())
     czml_cache: dict[str, Any] = {}
     _errors(app)
@@ -78,6 +83,43 @@ def create_app(
                 param="max_tokens",
                 code="max_tokens_out_of_range",
             )
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        idem_key = request.headers.get("idempotency-key")
+        owner = key_id or ""
+        if idem_key is not None:
+            try:
+                asked_for = body.model_dump(mode="json", exclude={"stream", "stream_options"})
+                fingerprint = Idempotency.fingerprint(asked_for)
+                replay = await idem.claim(owner, Idempotency.check_key(idem_key), fingerprint)
+            except IdempotencyError as exc:
+                raise _HttpError(
+                    exc.status, str(exc), param="Idempotency-Key", code=exc.code
+                ) from None
+            if replay is not None and replay.body is not None:
+                metrics.requests.labels("replayed").inc()
+                return _replay(replay.body, replay.headers, body.stream, include_usage)
+
+        def remember(answer: dict[str, Any], headers: dict[str, str]) -> None:
+            if idem_key is not None:
+                idem.complete(owner, idem_key, answer, headers)
+
+        def forget() -> None:  # the run ended without an answer: a retry runs again
+            if idem_key is not None:
+                idem.abandon(owner, idem_key)
+
+        try:
+            return await _start(body, key_id, remember, forget, include_usage)
+        except BaseException:
+            forget()
+            raise
+
+    async def _start(
+        body: ChatCompletionRequest,
+        key_id: str | None,
+        remember: Callable[[dict[str, Any], dict[str, str]], None],
+        forget: Callable[[], None],
+        include_usage: bool,
+    ) -> Response:
         try:
             gen = body.generation(default_max_tokens)
             request_id = segment.admit()
@@ -90,7 +132,7 @@ def create_app(
             raise _HttpError(400, str(exc), param="messages") from None
         metrics.in_flight.inc()
         segment.log.start(request_id, time.time(), key_id, model_id, body.stream)
-        events = _guarded(segment, metrics, request_id, segment.run(request_id, gen))
+        events = _guarded(segment, metrics, request_id, segment.run(request_id, gen), forget)
         try:
             first = await anext(events)
         except InputError as exc:
@@ -103,11 +145,10 @@ def create_app(
             raise _HttpError(503, str(exc), "server_error", code="unavailable") from None
         headers = _headers(request_id, first.planned(), planned=True)
         if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            chunks = _sse(segment, metrics, events, request_id, model_id, include_usage)
+            chunks = _sse(segment, metrics, events, request_id, model_id, include_usage, remember)
             return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
         try:
-            return await _complete(segment, metrics, events, request_id, model_id)
+            return await _complete(segment, metrics, events, request_id, model_id, remember)
         except StarcomputeError as exc:  # e.g. a failure left no way to re-plan it
             raise _HttpError(503, str(exc), "server_error", code="unavailable") from None
 
@@ -239,9 +280,14 @@ def _errors(app: FastAPI) -> None:
 
 
 async def _guarded(
-    segment: GroundSegment, metrics: GatewayMetrics, request_id: str, events: AsyncIterator[Event]
+    segment: GroundSegment,
+    metrics: GatewayMetrics,
+    request_id: str,
+    events: AsyncIterator[Event],
+    forget: Callable[[], None],
 ) -> AsyncIterator[Event]:
-    """The segment's events; the queue place is given back however the request ends."""
+    """The segment's events; the queue place is given back however the request ends
+    (``forget()``: an idempotency key whose run delivered nothing is released)."""
     status, error = "failed", None
     try:
         async for event in events:
@@ -253,6 +299,7 @@ async def _guarded(
         raise
     finally:
         segment.release()
+        forget()
         metrics.in_flight.dec()
         metrics.requests.labels(status).inc()
         if status != "completed":
@@ -288,10 +335,12 @@ def _extra(request_id: str, event: Event, ttft_s: float | None, wall_s: float) -
     }
 
 
-def _record(
-    segment: GroundSegment, metrics: GatewayMetrics, request_id: str, event: Event,
-    ttft_s: float | None, wall_s: float,
-) -> None:  # fmt: skip
+def _finish(
+    segment: GroundSegment, metrics: GatewayMetrics, request_id: str, model_id: str,
+    event: Event, ttft_s: float | None, wall_s: float,
+    remember: Callable[[dict[str, Any], dict[str, str]], None],
+) -> dict[str, Any]:  # fmt: skip
+    """Log and count a delivered answer; its chat.completion body (kept for retries)."""
     done, trace = event.answer(), event.planned()
     metrics.tokens.inc(done.completion_tokens)
     metrics.orbit_latency.observe(trace.total_s)
@@ -308,27 +357,6 @@ def _record(
         orbit_delivered=format_utc(trace.delivered),
         trace=trace.to_dict(),
     )
-
-
-async def _complete(
-    segment: GroundSegment,
-    metrics: GatewayMetrics,
-    events: AsyncIterator[Event],
-    request_id: str,
-    model_id: str,
-) -> JSONResponse:
-    t0 = time.perf_counter()
-    ttft: float | None = None
-    final: Event | None = None
-    async for event in events:
-        if event.kind == "piece" and ttft is None:
-            ttft = time.perf_counter() - t0
-        elif event.kind == "done":
-            final = event
-    if final is None:
-        raise StarcomputeError(f"request {request_id} ended without an answer")
-    wall = time.perf_counter() - t0
-    _record(segment, metrics, request_id, final, ttft, wall)
     body = {
         "id": request_id,
         "object": "chat.completion",
@@ -337,15 +365,59 @@ async def _complete(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": final.answer().text},
+                "message": {"role": "assistant", "content": done.text},
                 "logprobs": None,
-                "finish_reason": final.answer().finish_reason,
+                "finish_reason": done.finish_reason,
             }
         ],
-        "usage": _usage(final),
-        "starcompute": _extra(request_id, final, ttft, wall),
+        "usage": _usage(event),
+        "starcompute": _extra(request_id, event, ttft_s, wall_s),
     }
-    return JSONResponse(body, headers=_headers(request_id, final.planned(), planned=False))
+    remember(body, _headers(request_id, trace, planned=False))
+    return body
+
+
+async def _complete(
+    segment: GroundSegment,
+    metrics: GatewayMetrics,
+    events: AsyncIterator[Event],
+    request_id: str,
+    model_id: str,
+    remember: Callable[[dict[str, Any], dict[str, str]], None],
+) -> JSONResponse:
+    t0 = time.perf_counter()
+    ttft: float | None = None
+    final: tuple[Event, dict[str, Any]] | None = None
+    async for event in events:
+        if event.kind == "piece" and ttft is None:
+            ttft = time.perf_counter() - t0
+        elif event.kind == "done":
+            wall = time.perf_counter() - t0
+            body = _finish(segment, metrics, request_id, model_id, event, ttft, wall, remember)
+            final = event, body
+    if final is None:
+        raise StarcomputeError(f"request {request_id} ended without an answer")
+    event, body = final
+    return JSONResponse(body, headers=_headers(request_id, event.planned(), planned=False))
+
+
+def _chunk(
+    request_id: str, created: int, model_id: str, delta: dict[str, Any] | None,
+    finish: str | None = None, **extra: Any,
+) -> str:  # fmt: skip
+    """One server-sent event in OpenAI's chunk shape (``delta=None``: no choices)."""
+    choices = [] if delta is None else [
+        {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    ]  # fmt: skip
+    body = {
+        "id": request_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model_id,
+        "choices": choices,
+        **extra,
+    }
+    return f"data: {json.dumps(body)}\n\n"
 
 
 async def _sse(
@@ -355,45 +427,57 @@ async def _sse(
     request_id: str,
     model_id: str,
     include_usage: bool,
+    remember: Callable[[dict[str, Any], dict[str, str]], None],
 ) -> AsyncIterator[str]:
     """Server-sent events in OpenAI's chunk shape, then ``data: [DONE]``."""
     t0 = time.perf_counter()
     created = int(time.time())
     ttft: float | None = None
-
-    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-        body = {
-            "id": request_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model_id,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-            **extra,
-        }
-        return f"data: {json.dumps(body)}\n\n"
-
-    yield chunk({"role": "assistant", "content": ""})
+    yield _chunk(request_id, created, model_id, {"role": "assistant", "content": ""})
     try:
         async for event in events:
             if event.kind == "piece":
                 if ttft is None:
                     ttft = time.perf_counter() - t0
-                yield chunk({"content": event.text})
+                yield _chunk(request_id, created, model_id, {"content": event.text})
             elif event.kind == "done":
                 wall = time.perf_counter() - t0
-                _record(segment, metrics, request_id, event, ttft, wall)
-                extra = _extra(request_id, event, ttft, wall)
-                yield chunk({}, event.answer().finish_reason, starcompute=extra)
-                if include_usage:
-                    body = {
-                        "id": request_id,
-                        "object": "chat.completion.chunk",
-                        "created": created,
-                        "model": model_id,
-                        "choices": [],
-                        "usage": _usage(event),
-                    }
-                    yield f"data: {json.dumps(body)}\n\n"
+                body = _finish(segment, metrics, request_id, model_id, event, ttft, wall, remember)
+                for line in _closing(body, created, include_usage):
+                    yield line
     except Exception as exc:  # headers are gone: the error travels in the stream
         yield f"data: {json.dumps(error_body(str(exc), 'server_error'))}\n\n"
     yield "data: [DONE]\n\n"
+
+
+def _closing(body: dict[str, Any], created: int, include_usage: bool) -> list[str]:
+    """The last chunks of a stream: the finish reason (and the trace), then the usage."""
+    rid, model_id = body["id"], body["model"]
+    finish = body["choices"][0]["finish_reason"]
+    lines = [_chunk(rid, created, model_id, {}, finish, starcompute=body["starcompute"])]
+    if include_usage:
+        lines.append(_chunk(rid, created, model_id, None, usage=body["usage"]))
+    return lines
+
+
+def _replay(
+    body: dict[str, Any], headers: dict[str, str], stream: bool, include_usage: bool
+) -> Response:
+    """A stored answer again, to a client's retry (as a stream if it asks for one)."""
+    headers = {**headers, "Idempotent-Replayed": "true"}
+    if not stream:
+        return JSONResponse(body, headers=headers)
+    rid, model_id, created = body["id"], body["model"], body["created"]
+    text = body["choices"][0]["message"]["content"]
+    lines = [
+        _chunk(rid, created, model_id, {"role": "assistant", "content": ""}),
+        _chunk(rid, created, model_id, {"content": text}),
+        *_closing(body, created, include_usage),
+        "data: [DONE]\n\n",
+    ]
+
+    async def chunks() -> AsyncIterator[str]:
+        for line in lines:
+            yield line
+
+    return StreamingResponse(chunks(), media_type="text/event-stream", headers=headers)
