@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 WEB    := src/starcompute/gateway/static/BUILD.json
 
-.PHONY: demo test install web browser lint typecheck unit bench fuzz clean
+.PHONY: demo test install web browser lint typecheck unit bench fuzz soak clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,10 @@ fuzz: $(STAMP)
 		$(BIN)/python fuzz/fuzz.py $$t -runs=$(FUZZ_RUNS) -timeout=10 \
 			-artifact_prefix=test-artifacts/fuzz-$$t- 2>&1 | grep -E "DONE|ERROR|Error" || exit 1; \
 	done
+
+# the gateway under 200 concurrent clients for 10 minutes with faults (not in `make test`)
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py --clients 200 --minutes 10
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

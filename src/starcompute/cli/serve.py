@@ -43,6 +43,19 @@ def register(sub: Any) -> None:
         "--max-tokens-limit", type=int, default=1024, metavar="N", help="largest max_tokens"
     )
     p.add_argument("--log-db", type=Path, metavar="FILE", help="SQLite request log")
+    p.add_argument(
+        "--seu-protect",
+        action="store_true",
+        help="checksum-scrub the weights around every batch; re-run a batch an upset struck",
+    )
+    p.add_argument(
+        "--seu-acceleration",
+        type=float,
+        default=0.0,
+        metavar="X",
+        help="inject weight upsets at X times the radiation model's rate (implies "
+        "--seu-protect; 0: none)",
+    )
     p.set_defaults(run=run_serve)
 
     e = sub.add_parser("export", help="export a scenario for other tools")
@@ -114,6 +127,8 @@ def run_serve(args: argparse.Namespace) -> int:
     for name in ("queue", "max_batch", "max_tokens", "max_tokens_limit"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be >= 1")
+    if not (np.isfinite(args.seu_acceleration) and args.seu_acceleration >= 0):
+        raise InputError(f"--seu-acceleration must be >= 0, got {args.seu_acceleration}")
     keys = read_api_keys(args.api_key_file) if args.api_key_file else None
     const, stations, start, horizon = _world(args)
     import uvicorn
@@ -134,7 +149,12 @@ def run_serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     mission = Mission.build(const, stations, start, horizon)
-    engine = off_main_thread(lambda: TransformersEngine(args.model, max_batch=args.max_batch))
+    loaded = off_main_thread(lambda: TransformersEngine(args.model, max_batch=args.max_batch))
+    engine: Any = loaded
+    if args.seu_protect or args.seu_acceleration > 0:
+        from starcompute.security.seu import ProtectedEngine, WeightGuard
+
+        engine = ProtectedEngine(loaded, WeightGuard(loaded.model))
     clock = LiveClock(start, args.time_scale, wait=not args.no_wait)
     segment = GroundSegment(
         mission,
@@ -145,6 +165,7 @@ def run_serve(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         replan=lambda t: Mission.build(const, stations, t, horizon),
     )
+    _radiation(args, segment, clock)
     model_id = args.model_id or Path(engine.name).stem
     app = create_app(
         segment,
@@ -160,6 +181,17 @@ def run_serve(args: argparse.Namespace) -> int:
     finally:
         segment.close()
     return 0
+
+
+def _radiation(args: argparse.Namespace, segment: Any, clock: Any) -> None:
+    """Upsets at the radiation model's rate for the satellites' positions now, times
+    ``--seu-acceleration``, striking the protected engine's weights while it runs."""
+    from starcompute.security.seu import Exposure, SeuInjector
+
+    if args.seu_acceleration > 0:
+        engine = segment.engine
+        injector = SeuInjector(engine.guard, acceleration=args.seu_acceleration)
+        engine.during_batch = Exposure(injector, segment.seu_rate_per_bit_per_day, clock.elapsed_s)
 
 
 def run_czml(args: argparse.Namespace) -> int:

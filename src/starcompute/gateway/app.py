@@ -222,6 +222,7 @@ def create_app(
             "in_flight": segment.in_flight,
             "queue_limit": segment.max_queue,
             "completed": segment.completed,
+            **({"radiation": stats()} if (stats := getattr(segment.engine, "stats", None)) else {}),
         }
 
     @app.get("/metrics")

@@ -70,9 +70,12 @@ class LiveClock:
             raise InputError(f"time scale must be > 0, got {self.time_scale}")
 
     def now(self) -> np.datetime64:
-        elapsed = (time.monotonic() - self.wall_start) * self.time_scale
-        now: np.datetime64 = from_offsets(self.orbit_start, [elapsed])[0]
+        now: np.datetime64 = from_offsets(self.orbit_start, [self.elapsed_s()])[0]
         return now
+
+    def elapsed_s(self) -> float:
+        """Orbit seconds since ``orbit_start``."""
+        return (time.monotonic() - self.wall_start) * self.time_scale
 
     def wall_until(self, when: np.datetime64) -> float:
         """Wall seconds until orbit time ``when`` (0 if past, or when not waiting)."""
@@ -336,17 +339,29 @@ class GroundSegment:
             ],
         }
 
-    def positions(self) -> dict[str, Any]:
-        """Every satellite now: sub-satellite point, altitude, sunlit, battery, role."""
+    def _geodetic_now(self) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        """(plan seconds now, and every satellite's latitude, longitude deg, altitude km)."""
         from starcompute.orbits.frames import ecef_to_geodetic
 
         m = self.mission
-        now = self.clock.now()
-        t_s = float(offsets_s(now, m.plan.start))
+        t_s = float(offsets_s(self.clock.now(), m.plan.start))
         t_s = min(max(t_s, 0.0), m.plan.duration_s)
-        sats = np.arange(m.n_sat)
-        r = m.eph.r_ecef_at(sats, np.full(m.n_sat, t_s))
+        r = m.eph.r_ecef_at(np.arange(m.n_sat), np.full(m.n_sat, t_s))
         lat, lon, alt = ecef_to_geodetic(r)
+        return t_s, lat, lon, alt
+
+    def seu_rate_per_bit_per_day(self) -> float:
+        """The constellation's mean upset rate now: the radiation model at every
+        satellite's position (one engine stands for all the serving satellites)."""
+        from starcompute.spacecraft.radiation import seu_rate_per_bit_per_day
+
+        _, lat, lon, alt = self._geodetic_now()
+        return float(np.mean(seu_rate_per_bit_per_day(lat, lon, alt)))
+
+    def positions(self) -> dict[str, Any]:
+        """Every satellite now: sub-satellite point, altitude, sunlit, battery, role."""
+        m, now = self.mission, self.clock.now()
+        t_s, lat, lon, alt = self._geodetic_now()
         out = []
         for i in range(m.n_sat):
             energy, temp = m.health.at(i, t_s) if m.health else (float("nan"), float("nan"))

@@ -159,6 +159,24 @@ class SeuInjector:
 
 
 @dataclass(slots=True)
+class Exposure:
+    """Upsets as orbit time passes: called often (e.g. per token step), it exposes the
+    weights for the orbit seconds since its last call at ``rate_now()`` (per bit per day,
+    e.g. from the radiation model at the satellites' positions now)."""
+
+    injector: SeuInjector
+    rate_now: Callable[[], float]
+    orbit_now_s: Callable[[], float]
+    _last_s: float | None = None
+
+    def __call__(self) -> None:
+        now_s = self.orbit_now_s()
+        if self._last_s is not None and now_s > self._last_s:
+            self.injector.expose(self.rate_now(), now_s - self._last_s)
+        self._last_s = now_s
+
+
+@dataclass(slots=True)
 class ProtectedEngine:
     """An engine whose answers are computed only on verified weights."""
 
@@ -169,9 +187,31 @@ class ProtectedEngine:
     reruns: int = 0
     answers_affected: int = 0
 
+    def __getattr__(self, name: str) -> Any:  # e.g. the inner engine's ``encode``
+        if name == "engine":
+            raise AttributeError(name)
+        return getattr(self.engine, name)
+
     @property
     def name(self) -> str:
         return self.engine.name
+
+    def stats(self) -> dict[str, int]:
+        """Upsets injected (if an ``Exposure`` injects them), scrubs, blocks corrected,
+        batches run and re-run, answers recomputed."""
+        injected = {}
+        if isinstance(self.during_batch, Exposure):
+            found = self.during_batch.injector.detection()
+            injected["upsets_injected"] = found["injected"]
+            injected["found_within_one_scrub"] = found["injected"] - found["missed"] - found["late"]
+        return {
+            **injected,
+            "scrubs": self.guard.scrubs,
+            "blocks_corrected": self.guard.blocks_corrected,
+            "batches": self.batches,
+            "batches_rerun": self.reruns,
+            "answers_recomputed": self.answers_affected,
+        }
 
     @property
     def context_window(self) -> int:
