@@ -33,6 +33,8 @@ def _schema_names() -> set[str]:
                 names.add(f"workload.earth_observation.{key}")
             elif section == "models":
                 names.add(f"models[].{key}")
+            elif section == "failures":
+                names.add(f"failures[].{key}")
             elif not (section == "workload" and key == "earth_observation"):
                 names.add(f"{section}.{key}")
     return names

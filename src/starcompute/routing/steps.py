@@ -16,6 +16,12 @@ size x 8 / rate per hop). A satellite or station with no path at step k has dela
 ``next_up_step`` / ``next_down_step`` give the first step at or after k with a path
 (store-and-forward at grid resolution: a message waits on the ground or on board for
 the next step whose snapshot connects it).
+
+Outages (``outages``: (start s, end s, nodes) from ``start``; one node: a satellite or
+station out, two: the link between them down) change every snapshot taken while they
+last: no path crosses an out station, a down link or an out satellite. An out satellite
+keeps its own way in and out in the tables (a planner that does not yet know of its
+failure must not be warned by them); callers leave it out of serving themselves.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy.sparse import csr_array
 from scipy.sparse.csgraph import dijkstra
 
 from starcompute.errors import InputError
@@ -37,6 +44,7 @@ BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 _NO_NODE = -9999  # scipy's predecessor marker
 ProgressFn = Callable[[int], None]
+Outage = tuple[float, float, tuple[int, ...]]  # start s, end s (inf: for good), nodes
 
 
 @dataclass(slots=True)
@@ -76,9 +84,11 @@ def build_step_tables(
     k_best: int = 16,
     progress: ProgressFn | None = None,
     steps: range | None = None,
+    outages: Sequence[Outage] = (),
 ) -> StepTables:
     """Solve the snapshot network every ``step_s`` over ``duration_s`` from ``start``
-    (only the grid steps in ``steps`` if given: see ``join_step_tables``)."""
+    (only the grid steps in ``steps`` if given: see ``join_step_tables``), without what
+    ``outages`` take out while they last."""
     if not (np.isfinite(step_s) and step_s > 0):
         raise InputError(f"time step must be > 0 s, got {step_s}")
     if not eligible:
@@ -95,18 +105,39 @@ def build_step_tables(
     out = _allocate(len(times), n, n_st, len(masks), k_best)
     sources = net.n_sat + np.arange(n_st)
     k = 0
+    offsets = np.asarray(steps, dtype=np.float64) * float(step_s)
     for eph in iter_propagate(net.const, times):
         r_ecef = np.transpose(teme_to_ecef(eph.r_teme_km, eph.times), (1, 0, 2))
         for r in r_ecef:
             out["subpoint_deg"][k] = _subpoint_deg(r)
-            dist, pred = dijkstra(
-                snapshot(net, r).graph, directed=True, indices=sources, return_predecessors=True
-            )
+            graph = snapshot(net, r).graph
+            out_now = [nodes for a, b, nodes in outages if a <= offsets[k] < b]
+            if out_now:
+                graph = _without(graph, out_now, n)
+            dist, pred = dijkstra(graph, directed=True, indices=sources, return_predecessors=True)
             _fill_step(out, k, dist[:, :n], _hop_counts(pred)[:, :n], masks, k_best)
             k += 1
             if progress is not None:
                 progress(1)
     return _finish(StepTables(start, float(step_s), n, n_st, **out))
+
+
+def _without(graph: csr_array, outages: list[tuple[int, ...]], n_sat: int) -> csr_array:
+    """The graph less what is out: a station's edges, a link's two directions, and every
+    edge out of a satellite (it relays nothing; it stays reachable, so whether it may
+    still serve is the planner's call, made with what it knows when it plans)."""
+    coo = graph.tocoo()
+    row, col = coo.row, coo.col
+    keep = np.ones(len(row), dtype=bool)
+    for nodes in outages:
+        if len(nodes) == 2:
+            a, b = nodes
+            keep &= ~(((row == a) & (col == b)) | ((row == b) & (col == a)))
+        elif nodes[0] < n_sat:
+            keep &= row != nodes[0]
+        else:
+            keep &= (row != nodes[0]) & (col != nodes[0])
+    return csr_array((coo.data[keep], (row[keep], col[keep])), shape=graph.shape)
 
 
 def grid_steps(duration_s: float, step_s: float) -> int:

@@ -141,6 +141,21 @@ def _summary(
             "arrival_rate_per_s": _r(done / horizon_s),
             "mean_time_in_system_s": _r(mean_w),
         },
+        "failures": _failures(world, rec),
+    }
+
+
+def _failures(world: World, rec: Records) -> dict[str, Any]:
+    """The scenario's outages and what they did: requests struck and planned again
+    (delivered or rejected, none lost), the time they lost."""
+    struck = rec.replans > 0
+    saved = struck & (rec.status == DELIVERED)
+    lost_s = rec.parts["failover_s"][saved]
+    return {
+        "outages": [f.outage.to_dict() for f in world.failures],
+        "requests_struck": int(struck.sum()),
+        "struck_then_delivered": int(saved.sum()),
+        "failover_mean_s": _r(float(lost_s.mean())) if len(lost_s) else 0.0,
     }
 
 
@@ -253,6 +268,7 @@ def _request_table(world: World, rec: Records, latency: FloatArray) -> Columns:
         "up_hops": rec.up_hops,
         "down_hops": rec.down_hops,
         "batch": rec.batch,
+        "replans": rec.replans,
         "delivered_s": rec.delivered_s,
         "latency_s": latency,
         **{p: np.where(rec.status == DELIVERED, v, np.nan) for p, v in rec.parts.items()},

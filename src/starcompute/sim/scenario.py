@@ -19,6 +19,7 @@ Layout (all sections optional except what has no default)::
     [scheduler]      policy, max_batch, candidates, admission
     [compute]        infinite
     [power]          background_load, initial_soc
+    [[failures]]     kind, target, at_h, minutes, cause
 """
 
 from __future__ import annotations
@@ -159,6 +160,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
         "initial_soc": Key(1.0, "battery state of charge at the start", lo=0.0, hi=1.0),
     },
+    "failures": {
+        "kind": Key("satellite", "what fails", "str", choices=("satellite", "station", "link")),
+        "target": Key("", "a satellite or station name, or A~B for a link", "str"),
+        "at_h": Key(0.0, "hours after the start when it fails", lo=0.0, hi=288.0),
+        "minutes": Key(0.0, "how long it is out (0: for good)", lo=0.0, hi=1e6),
+        "cause": Key("outage", "lost | battery | outage | ... (reports)", "str"),
+    },
 }
 TOP_SECTIONS = ("constellation", "ground", "links", "workload", "scheduler", "compute", "power")
 
@@ -171,6 +179,7 @@ class Scenario:
     models: tuple[dict[str, Any], ...]
     source: str = "<defaults>"
     base_dir: Path = field(default_factory=Path.cwd)
+    failures: tuple[dict[str, Any], ...] = ()  # [[failures]]: outages to plan around
 
     def __getitem__(self, section: str) -> dict[str, Any]:
         return self.values[section]
@@ -221,6 +230,8 @@ class Scenario:
             doc[section] = copy.deepcopy(self.values[section])
         doc["workload"]["earth_observation"] = copy.deepcopy(self.values["earth_observation"])
         doc["models"] = copy.deepcopy([dict(m) for m in self.models])
+        if self.failures:
+            doc["failures"] = copy.deepcopy([dict(f) for f in self.failures])
         return doc
 
 
@@ -269,7 +280,7 @@ def parse_scenario(
     doc: dict[str, Any], source: str = "<scenario>", base_dir: Path | None = None
 ) -> Scenario:
     """Validate a parsed scenario; defaults fill what is missing."""
-    top_keys = set(SCHEMA[""]) | set(TOP_SECTIONS) | {"models"}
+    top_keys = set(SCHEMA[""]) | set(TOP_SECTIONS) | {"models", "failures"}
     _unknown(doc, top_keys, source, "")
     values = {"": _section(doc, "", source)}
     for section in TOP_SECTIONS:
@@ -294,7 +305,8 @@ def parse_scenario(
         )
     _check_lognormal(values["workload"], source)
     _check_diurnal(values["workload"]["diurnal"], source)
-    scenario = Scenario(values, parsed, source, base_dir or Path.cwd())
+    failures = _failures(doc.get("failures", []), source)
+    scenario = Scenario(values, parsed, source, base_dir or Path.cwd(), failures)
     try:
         scenario.start  # noqa: B018 - parse the start time now, so a bad one fails here
     except InputError as exc:
@@ -371,6 +383,25 @@ def _value(value: Any, spec: Key, source: str, where: str, key: str) -> Any:
     raise AssertionError(kind)
 
 
+def _failures(items: Any, source: str) -> tuple[dict[str, Any], ...]:
+    """[[failures]] tables; each names its target (checked against the constellation
+    and stations when the world is built)."""
+    if not isinstance(items, list) or not all(isinstance(f, dict) for f in items):
+        raise InputError(f"{source}: failures must be [[failures]] tables")
+    out = []
+    for i, table in enumerate(items):
+        f = _section(table, "failures", source, f"failures[{i}]")
+        if not f["target"]:
+            raise InputError(f"{source}: failures[{i}].target is missing (a name, or A~B)")
+        if ("~" in f["target"]) != (f["kind"] == "link"):
+            raise InputError(
+                f"{source}: failures[{i}]: a link is named A~B, a {f['kind']} by its name; "
+                f"got {f['kind']} {f['target']!r}"
+            )
+        out.append(f)
+    return tuple(out)
+
+
 def _check_models(models: tuple[dict[str, Any], ...], source: str) -> None:
     from starcompute.compute.cards import load_card
 
@@ -434,6 +465,7 @@ def describe_keys() -> list[dict[str, str]]:
             "": "",
             "earth_observation": "workload.earth_observation.",
             "models": "models[].",
+            "failures": "failures[].",
         }.get(section, f"{section}.")
         for key, spec in keys.items():
             if section == "workload" and key == "earth_observation":

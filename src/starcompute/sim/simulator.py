@@ -10,6 +10,14 @@ and the way down the first step with a path after the inference ends; the policy
 (``mission.policy``) picks, and the slot is booked. A query that cannot be delivered
 within its deadline or the simulated horizon is rejected (nothing is booked for it).
 
+Failures (the scenario's [[failures]]) are out of the routing tables while they last;
+mission control learns of one when it starts. A satellite known to be out is no
+candidate; a query whose serving satellite fails while it holds the query (from the
+query on board to the answer sent down) is planned again from the ground at that moment,
+its latency still counted from its submission (``failover_s``: the time lost), so it ends
+delivered or explicitly rejected; an Earth-observation image dies with the satellite that
+took it (``satellite-lost``).
+
 Candidates are scanned in order of their up + down delay at submission; one is skipped
 as soon as a lower bound (the end of its inference, on an empty queue, then in its
 actual slot) cannot beat the best delivery found so far, so the skipping never changes
@@ -19,6 +27,7 @@ the same scenario and seed give the same records.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,14 +38,17 @@ from starcompute.mission.policy import choose
 from starcompute.mission.queues import SatelliteQueue, Slot
 from starcompute.sim.scenario import Scenario
 from starcompute.sim.workload import EO, Demand, check_inputs, generate, scenario_regions
-from starcompute.sim.world import Progress, World, build_world, great_circle_km
+from starcompute.sim.world import Failure, Progress, World, build_world, great_circle_km
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-DELIVERED, NO_PATH, DEADLINE, HORIZON = 0, 1, 2, 3
-STATUS = ("delivered", "no-path", "deadline", "horizon")
-PARTS = ("terrestrial_s", "wait_for_contact_s", "up_s", "queue_s", "inference_s", "down_s")
+DELIVERED, NO_PATH, DEADLINE, HORIZON, SAT_LOST = 0, 1, 2, 3, 4
+STATUS = ("delivered", "no-path", "deadline", "horizon", "satellite-lost")
+PARTS = (
+    "terrestrial_s", "wait_for_contact_s", "up_s", "queue_s", "inference_s", "down_s",
+    "failover_s",
+)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -58,6 +70,7 @@ class Records:
     batch_duration_s: FloatArray
     batch_size: IntArray
     batch_model: IntArray
+    replans: IntArray  # times a failure struck the request and it was planned again
 
 
 @dataclass(slots=True)
@@ -114,6 +127,11 @@ class _Planner:
         self.hw_of_sat = world.hw_of_sat.tolist()
         self.batches: list[tuple[int, float, float, int]] = []  # sat, start, duration, model
         self.batch_size: list[int] = []
+        self.sat_failures: dict[int, list[Failure]] = {}
+        for f in world.failures:
+            if f.outage.kind == "satellite":
+                self.sat_failures.setdefault(f.nodes[0], []).append(f)
+        self.struck: list[tuple[float, int]] = []  # (when, request) to plan again
 
     def _full_batch_times(self) -> FloatArray:
         """(requests, hardware) time of a full batch of each request's size."""
@@ -155,9 +173,11 @@ class _Planner:
         if self.progress is not None:
             self.progress("requests", 0, n)
         for i in range(n):
+            self._plan_struck(float(d.t_s[i]), out)
             self._plan(i, out)
             if self.progress is not None and (i + 1) % chunk == 0:
                 self.progress("requests", chunk, n)
+        self._plan_struck(np.inf, out)
         b = np.array(self.batches, dtype=np.float64).reshape(-1, 4)
         out.batch_sat = b[:, 0].astype(np.int64)
         out.batch_start_s = b[:, 1]
@@ -165,6 +185,12 @@ class _Planner:
         out.batch_model = b[:, 3].astype(np.int64)
         out.batch_size = np.array(self.batch_size, dtype=np.int64)
         return out
+
+    def _plan_struck(self, until_s: float, out: Records) -> None:
+        """Plan again, in time order, the requests failures struck up to ``until_s``."""
+        while self.struck and self.struck[0][0] <= until_s:
+            at_s, i = heapq.heappop(self.struck)
+            self._plan(i, out, at_s)
 
     def _candidates(
         self, i: int, t_s: float
@@ -180,22 +206,35 @@ class _Planner:
         if k >= tb.n_steps:
             return HORIZON
         src, g = int(self.source[region]), int(d.model[i])
-        k = int(tb.next_up_step[k, src, g])
-        if k < 0:
-            return NO_PATH
-        depart = max(t_in, k * self.step_s)
-        sats = tb.best_sat[k, src, g].tolist()
-        ups = tb.best_up_s[k, src, g].tolist()
-        hops = tb.best_hops[k, src, g].tolist()
-        cands = [(s, u, h) for s, u, h in zip(sats, ups, hops, strict=True) if s >= 0]
+        while True:  # the first step with a candidate not known to be out
+            k = int(tb.next_up_step[k, src, g]) if k < tb.n_steps else -1
+            if k < 0:
+                return NO_PATH
+            depart = max(t_in, k * self.step_s)
+            sats = tb.best_sat[k, src, g].tolist()
+            ups = tb.best_up_s[k, src, g].tolist()
+            hops = tb.best_hops[k, src, g].tolist()
+            cands = [
+                (s, u, h)
+                for s, u, h in zip(sats, ups, hops, strict=True)
+                if s >= 0 and not self._known_out(s, t_s, depart, depart)
+            ]
+            if cands:
+                break
+            k += 1
         if self.policy == "nearest":
             direct = [c for c in cands if c[2] == 1]
             cands = [min(direct, key=lambda c: c[1])] if direct else []
         return fiber, depart, cands
 
-    def _plan(self, i: int, out: Records) -> None:
+    def _plan(self, i: int, out: Records, at_s: float | None = None) -> None:
+        """Plan request ``i`` at its arrival (or again at ``at_s``, after a failure)."""
         d = self.d
-        t_s = float(d.t_s[i])
+        submitted = float(d.t_s[i])
+        t_s = submitted if at_s is None else at_s
+        if d.kind[i] == EO and self._known_out(int(d.satellite[i]), t_s, t_s, t_s):
+            out.status[i] = SAT_LOST  # the image was on the satellite that failed
+            return
         found = self._candidates(i, t_s)
         if isinstance(found, int):
             out.status[i] = found
@@ -204,7 +243,7 @@ class _Planner:
         q_bytes = float(d.query_bytes[i])
         full_row = self.full_batch_s[i].tolist()
         # the best delivery so far bounds the scan (energy-aware may prefer a later one)
-        bound = t_s + self.deadline_s if self.policy == "energy-aware" else np.inf
+        bound = submitted + self.deadline_s if self.policy == "energy-aware" else np.inf
         options: list[_Option] = []
         for sat, up_s, hops in cands:
             tx = q_bytes * (self.s_ground + (hops - 1) * self.s_isl) if hops else 0.0
@@ -212,24 +251,49 @@ class _Planner:
             full = full_row[self.hw_of_sat[sat]]
             if ready + full >= bound:  # even an empty queue could not do better
                 continue
-            option = self._option(i, sat, ready, full, hops, bound)
+            option = self._option(i, sat, ready, full, hops, bound, t_s)
             if option is not None:
                 options.append(option)
                 if self.policy != "energy-aware":
                     bound = min(bound, option.delivered_s)
-        pick = choose(options, self.policy, t_s, self.deadline_s, self._thrifty)
+        pick = choose(options, self.policy, submitted, self.deadline_s, self._thrifty)
         if pick is None:
             out.status[i] = NO_PATH if not options else DEADLINE
             return
-        if pick.delivered_s - t_s > self.deadline_s:
+        if pick.delivered_s - submitted > self.deadline_s:
             out.status[i] = DEADLINE
             return
         self._book(i, pick, out, t_s, fiber, depart)
+        out.parts["failover_s"][i] = t_s - submitted
+        strike = self._strike(pick.sat, t_s, pick.ready_s, pick.down_depart_s)
+        if strike is not None:  # it fails while holding the query: plan again then
+            self.batch_size[out.batch[i]] -= 1
+            out.replans[i] += 1
+            out.status[i], out.serving_sat[i], out.batch[i] = -1, -1, -1
+            out.delivered_s[i] = np.nan
+            if d.kind[i] == EO:
+                out.status[i] = SAT_LOST
+            else:
+                heapq.heappush(self.struck, (strike, i))
+
+    def _known_out(self, sat: int, now_s: float, a_s: float, b_s: float) -> bool:
+        """Is ``sat`` out in [a_s, b_s] by a failure already begun at ``now_s``?"""
+        return any(f.start_s <= now_s and f.down(a_s, b_s) for f in self.sat_failures.get(sat, ()))
+
+    def _strike(self, sat: int, now_s: float, a_s: float, b_s: float) -> float | None:
+        """When a failure not yet begun at ``now_s`` takes ``sat`` out in [a_s, b_s]."""
+        starts = [
+            f.start_s
+            for f in self.sat_failures.get(sat, ())
+            if f.start_s > now_s and f.down(a_s, b_s)
+        ]
+        return min(starts) if starts else None
 
     def _option(
-        self, i: int, sat: int, ready: float, full: float, hops: int, bound: float
+        self, i: int, sat: int, ready: float, full: float, hops: int, bound: float, now_s: float
     ) -> _Option | None:
-        """Serving on ``sat`` (None: not admitted, no way down, or no better than bound)."""
+        """Serving on ``sat`` (None: not admitted, known to be out, no way down, or no
+        better than bound)."""
         d, tb, h = self.d, self.w.tables, self.w.health
         if self.infinite:
             slot = Slot(ready, 0.0, None)
@@ -253,7 +317,7 @@ class _Planner:
             self.s_ground + (hops_down - 1) * self.s_isl
         )
         delivered = dep + down
-        if delivered > self.horizon_s:
+        if delivered > self.horizon_s or self._known_out(sat, now_s, ready, dep):
             return None
         return _Option(
             sat, slot, ready, dep, down, delivered, int(tb.down_station[k, sat]), hops, hops_down
@@ -334,4 +398,5 @@ def _empty_records(d: Demand) -> Records:
         batch_duration_s=np.zeros(0),
         batch_size=np.zeros(0, dtype=np.int64),
         batch_model=np.zeros(0, dtype=np.int64),
+        replans=ints(0),
     )

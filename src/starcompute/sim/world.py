@@ -20,6 +20,7 @@ from starcompute.compute.perf import ComputeTarget, PerformanceModel
 from starcompute.errors import InputError
 from starcompute.ground.stations import GroundStation, load_stations, station_presets
 from starcompute.links.config import IslConfig
+from starcompute.mission.failures import Outage
 from starcompute.mission.health import Health, profile
 from starcompute.orbits.constellation import (
     Constellation,
@@ -27,7 +28,7 @@ from starcompute.orbits.constellation import (
     constellation_presets,
     load_constellation,
 )
-from starcompute.routing.network import Network
+from starcompute.routing.network import Network, lookup_node
 from starcompute.routing.steps import StepTables, build_step_tables, grid_steps, join_step_tables
 from starcompute.sim.scenario import Scenario
 
@@ -48,6 +49,44 @@ class World:
     hw_names: list[str]  # distinct hardware profiles
     hw_of_sat: npt.NDArray[np.int64]
     perf: list[list[PerformanceModel]]  # [model][hardware]
+    failures: list[Failure] = dataclasses.field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A scenario's outage: what and when (UTC), and as the network's node indices and
+    seconds from the start (``end_s`` inf: for good)."""
+
+    outage: Outage
+    nodes: tuple[int, ...]
+    start_s: float
+    end_s: float
+
+    def down(self, a_s: float, b_s: float) -> bool:
+        """Is it out at any time in [a_s, b_s]?"""
+        return self.start_s <= b_s and a_s < self.end_s
+
+
+def scenario_failures(
+    scenario: Scenario, const: Constellation, stations: list[GroundStation]
+) -> list[Failure]:
+    """The [[failures]] of a scenario, their targets checked against its world."""
+    names = list(const.names) + [s.name for s in stations]
+    out = []
+    for i, f in enumerate(scenario.failures):
+        where = f"{scenario.source}: failures[{i}]"
+        start_s = float(f["at_h"]) * 3600.0
+        start = scenario.start + np.timedelta64(round(start_s * 1e9), "ns")
+        try:
+            outage = Outage.lasting(f["kind"], f["target"], start, f["minutes"] or None, f["cause"])
+            nodes = tuple(lookup_node(names, n) for n in outage.nodes)
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}") from None
+        if f["kind"] != "link" and (nodes[0] < len(const)) != (f["kind"] == "satellite"):
+            raise InputError(f"{where}: {f['target']!r} is not a {f['kind']}")
+        end_s = start_s + 60.0 * f["minutes"] if f["minutes"] else np.inf
+        out.append(Failure(outage, nodes, start_s, end_s))
+    return out
 
 
 def build_world(
@@ -59,13 +98,14 @@ def build_world(
     stations = scenario_stations(scenario)
     net = Network.build(const, stations, scenario.start, **_link_options(scenario))
     holders = np.array([_placement(const, m) for m in scenario.models])
+    failures = scenario_failures(scenario, const, stations)
     n_steps = grid_steps(scenario.horizon_s, float(scenario[""]["step_s"]))
     split = n_steps // 2 if parallel and _worth_a_process(len(const), n_steps) else n_steps
     with _helper_process(split < n_steps) as pool:
         second = pool.submit(_second_half, scenario, split) if pool is not None else None
         if progress is not None:
             progress("routing", 0, split)
-        tables = _tables(scenario, net, holders, range(split), progress)
+        tables = _tables(scenario, net, holders, range(split), progress, failures)
         if second is not None:
             rest, health = second.result()
             tables = join_step_tables([tables, rest])
@@ -82,7 +122,10 @@ def build_world(
         ]
         for m in scenario.models
     ]
-    return World(scenario, const, stations, net, holders, tables, health, hw_names, hw_of_sat, perf)
+    return World(
+        scenario, const, stations, net, holders, tables, health, hw_names, hw_of_sat, perf,
+        failures,
+    )  # fmt: skip
 
 
 def _worth_a_process(n_sat: int, n_steps: int) -> bool:
@@ -103,18 +146,19 @@ def _helper_process(wanted: bool) -> Iterator[ProcessPoolExecutor | None]:
 def _second_half(scenario: Scenario, split: int) -> tuple[StepTables, Health | None]:
     """In the helper process: the health run, then the routing steps from ``split`` on."""
     const = scenario_constellation(scenario)
-    net = Network.build(
-        const, scenario_stations(scenario), scenario.start, **_link_options(scenario)
-    )
+    stations = scenario_stations(scenario)
+    net = Network.build(const, stations, scenario.start, **_link_options(scenario))
     holders = np.array([_placement(const, m) for m in scenario.models])
     health = _health(scenario, const, None)
     n_steps = grid_steps(scenario.horizon_s, float(scenario[""]["step_s"]))
-    return _tables(scenario, net, holders, range(split, n_steps), None), health
+    failures = scenario_failures(scenario, const, stations)
+    return _tables(scenario, net, holders, range(split, n_steps), None, failures), health
 
 
 def _tables(
-    scenario: Scenario, net: Network, holders: BoolArray, steps: range, progress: Progress | None
-) -> StepTables:
+    scenario: Scenario, net: Network, holders: BoolArray, steps: range,
+    progress: Progress | None, failures: list[Failure],
+) -> StepTables:  # fmt: skip
     def tick(advance: int) -> None:
         if progress is not None:
             progress("routing", advance, len(steps))
@@ -128,6 +172,7 @@ def _tables(
         int(scenario["scheduler"]["candidates"]),
         tick,
         steps,
+        [(f.start_s, f.end_s, f.nodes) for f in failures],
     )
 
 
