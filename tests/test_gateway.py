@@ -524,3 +524,42 @@ def test_idempotency_store_is_bounded() -> None:
 
     idem = asyncio.run(go())
     assert len(idem) == 3 and idem.replayed == 1
+
+
+def test_telecommands_authenticated_replays_and_tampering_refused(server: str) -> None:
+    """Every job goes up as an authenticated telecommand (CCSDS SDLS-style AES-GCM);
+    an operator's command is accepted once; its packet replayed, tampered or forged by
+    another transmitter is refused (403 with the reason) and counted on board."""
+    auth = {"Authorization": f"Bearer {KEY}"}
+    url = f"{server}/api/telecommands"
+    before = httpx.get(f"{server}/healthz").json()["telecommands"]
+    body = {"model": "smollm2", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+    assert _chat_post(server, None, body).status_code == 200
+    after = httpx.get(f"{server}/healthz").json()["telecommands"]
+    assert after["accepted"] == before["accepted"] + 1  # the job itself
+    sat = "TB500-P00-S02"
+    cmd = {"satellite": sat, "command": "set-config", "args": {"max_batch": 4}}
+    assert httpx.post(url, json=cmd).status_code == 401  # operators only
+    sent = httpx.post(url, json=cmd, headers=auth)
+    assert sent.status_code == 200 and sent.json()["kind"] == "set-config", sent.text
+    packet = bytes.fromhex(sent.json()["packet_hex"])
+    tampered = bytearray(packet)
+    tampered[6 + 2 + 7] ^= 0x40  # a new sequence number: fresh, but the MAC covers it
+    for raw, reason in ((packet, "replay"), (bytes(tampered), "auth"), (packet[:10], "short")):
+        r = httpx.post(url, json={"satellite": sat, "packet_hex": raw.hex()}, headers=auth)
+        assert r.status_code == 403 and r.json()["error"]["code"] == reason, r.text
+    rotated = httpx.post(url, json={"satellite": sat, "command": "rotate-key"}, headers=auth)
+    assert rotated.status_code == 200
+    r = httpx.post(url, json={"satellite": sat, "packet_hex": packet.hex()}, headers=auth)
+    assert r.json()["error"]["code"] == "retired-key"
+    assert httpx.post(url, json=cmd, headers=auth).status_code == 200  # under the new key
+    for bad, status in (
+        ({"satellite": "TB999", "command": "set-config"}, 400),
+        ({"satellite": sat, "packet_hex": "zz"}, 400),
+        ({"satellite": sat}, 400),
+        ({"satellite": sat, "command": "self-destruct"}, 400),
+    ):
+        r = httpx.post(url, json=bad, headers=auth)
+        assert r.status_code == status and "error" in r.json(), (bad, r.text)
+    stats = httpx.get(f"{server}/healthz").json()["telecommands"]
+    assert stats["rejected"]["replay"] >= 1 and stats["rejected"]["auth"] >= 1

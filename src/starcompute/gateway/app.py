@@ -24,10 +24,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starcompute.errors import InputError, StarcomputeError
 from starcompute.gateway.idempotency import Idempotency, IdempotencyError
 from starcompute.gateway.metrics import GatewayMetrics
-from starcompute.gateway.schemas import ChatCompletionRequest, FailureRequest, error_body
+from starcompute.gateway.schemas import (
+    ChatCompletionRequest,
+    FailureRequest,
+    TelecommandRequest,
+    error_body,
+)
 from starcompute.mission.control import DeadlineError, Mission, Trace
 from starcompute.mission.failures import Outage
 from starcompute.mission.live import Event, GroundSegment, QueueFullError
+from starcompute.security.telecommand import Command, TelecommandError
 from starcompute.times import format_utc, parse_utc
 
 STATIC = Path(__file__).parent / "static"
@@ -165,6 +171,28 @@ def create_app(
             raise _HttpError(400, str(exc), param="target") from None
         return {"outage": outage.to_dict(), "replanned": struck}
 
+    @app.post("/api/telecommands")
+    async def telecommand(body: TelecommandRequest, request: Request) -> dict[str, Any]:
+        """Operator: seal a command for a satellite and send it (keyed). Anyone's
+        transmitter: ``packet_hex``, a raw packet the satellite authenticates (403 with
+        the reason when it refuses it: tampered, forged, replayed, stale, ...)."""
+        authorise(request)
+        try:
+            if body.packet_hex is not None:
+                packet = bytes.fromhex(body.packet_hex)
+                arrived = segment.commands.receive(body.satellite, packet)
+            elif body.command == "rotate-key":
+                packet = segment.commands.rotate(body.satellite)
+                arrived = Command("rotate-key")
+            else:
+                command = Command(body.command or "", body.args)
+                packet, arrived = segment.commands.send(body.satellite, command)
+        except TelecommandError as exc:
+            raise _HttpError(403, str(exc), "permission_error", code=exc.reason) from None
+        except (InputError, ValueError) as exc:
+            raise _HttpError(400, str(exc), param="satellite") from None
+        return {"accepted": True, "kind": arrived.kind, "packet_hex": packet.hex()}
+
     @app.get("/api/failures")
     async def failures() -> dict[str, Any]:
         return {"outages": [o.to_dict() for o in segment.mission.outages]}
@@ -222,6 +250,7 @@ def create_app(
             "in_flight": segment.in_flight,
             "queue_limit": segment.max_queue,
             "completed": segment.completed,
+            "telecommands": segment.commands.stats(),
             **({"radiation": stats()} if (stats := getattr(segment.engine, "stats", None)) else {}),
         }
 

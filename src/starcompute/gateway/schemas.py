@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from starcompute.compute.engine import GenerationRequest, Message
 
@@ -77,6 +77,24 @@ class FailureRequest(BaseModel):
     start: str | None = None
     minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60)
     cause: str = Field(default="outage", max_length=40)
+
+
+class TelecommandRequest(BaseModel):
+    """``POST /api/telecommands``: a command for mission control to seal and send, or a
+    raw packet (hex) as any transmitter could send it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    satellite: str = Field(min_length=1, max_length=200)
+    command: Literal["upload-model", "set-config", "run-job", "rotate-key"] | None = None
+    args: dict[str, Any] = Field(default_factory=dict)
+    packet_hex: str | None = Field(default=None, max_length=2 * 65542)
+
+    @model_validator(mode="after")
+    def one_of(self) -> TelecommandRequest:
+        if (self.command is None) == (self.packet_hex is None):
+            raise ValueError("give either command (and args) or packet_hex")
+        return self
 
 
 def error_body(

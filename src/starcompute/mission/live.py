@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import threading
 import time
 import uuid
@@ -36,6 +37,7 @@ from starcompute.mission.failures import Outage
 from starcompute.mission.health import profile
 from starcompute.mission.requestlog import RequestLog
 from starcompute.mission.wire import QueryPacket, encode
+from starcompute.security.telecommand import Command, CommandLink, TelecommandError
 from starcompute.times import format_utc, from_offsets, offsets_s
 
 ANSWER_OVERHEAD_BYTES = 64  # packet header, CRC and JSON framing of an answer (approx.)
@@ -170,6 +172,7 @@ class GroundSegment:
         self.in_flight = 0
         self.completed = 0
         self._trips: dict[str, _Trip] = {}  # requests in flight by id
+        self.commands = CommandLink(frozenset(mission.const.names))  # the uplink's keys
 
     def close(self) -> None:
         self.batcher.close()
@@ -218,6 +221,7 @@ class GroundSegment:
         text = " ".join(m.content for m in request.messages) if request.messages else request.prompt
         query_bytes = len(encode(QueryPacket(1, self.engine.name, text or "", request.max_tokens)))
         answer_bytes = ANSWER_OVERHEAD_BYTES + 8 * request.max_tokens
+        digest = hashlib.sha256((text or "").encode()).hexdigest()
 
         async def plan() -> Trace:  # from the ground, at orbit now
             at = self.clock.now()
@@ -234,6 +238,7 @@ class GroundSegment:
         try:
             yield Event("planned", trace=trip.trace)
             await self._hold(trip, lambda t: t.inference_start, plan)
+            self._command_job(trip.trace.serving_satellite, request_id, digest, request.max_tokens)
             pieces: asyncio.Queue[str | None] = asyncio.Queue()
             mailbox = self._mailbox(loop)
             future = self.batcher.submit(request, lambda piece: mailbox.post(pieces, piece))
@@ -255,6 +260,15 @@ class GroundSegment:
             yield Event("done", trace=trip.trace, completion=done)
         finally:
             self._trips.pop(request_id, None)
+
+    def _command_job(self, satellite: str, request_id: str, digest: str, max_tokens: int) -> None:
+        """The job goes up as an authenticated telecommand bound to its query (SHA-256);
+        the satellite runs only what it opened and verified."""
+        job = {"query_id": request_id, "model": self.engine.name, "max_tokens": max_tokens,
+               "sha256": digest}  # fmt: skip
+        _, arrived = self.commands.send(satellite, Command("run-job", job))
+        if arrived.args.get("sha256") != digest:
+            raise TelecommandError("bad-payload", f"job {request_id} does not match its query")
 
     async def _hold(
         self,

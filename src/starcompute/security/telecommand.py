@@ -224,3 +224,51 @@ def _command(plaintext: bytes) -> Command:
         return Command(str(doc["kind"]), dict(doc["args"]))
     except (UnicodeDecodeError, ValueError, KeyError, TypeError, InputError) as exc:
         raise TelecommandError("bad-payload", str(exc)) from None
+
+
+@dataclass(slots=True)
+class CommandLink:
+    """The uplink of a whole constellation, both ends (the twin holds mission control's
+    keys and every satellite's): a command is sealed on the ground under that satellite's
+    key and opened on board, which authenticates it, checks its freshness and counts the
+    outcome. Keys are provisioned per satellite at first use (at launch, in reality)."""
+
+    satellites: frozenset[str]
+    ground: dict[str, GroundKeys] = field(default_factory=dict)
+    onboard: dict[str, SatelliteKeys] = field(default_factory=dict)
+
+    def _ends(self, satellite: str) -> tuple[GroundKeys, SatelliteKeys]:
+        if satellite not in self.satellites:
+            raise InputError(f"no satellite {satellite!r} in the constellation")
+        if satellite not in self.ground:
+            key = Key.generate(1)
+            self.ground[satellite], self.onboard[satellite] = GroundKeys(key), SatelliteKeys(key)
+        return self.ground[satellite], self.onboard[satellite]
+
+    def send(self, satellite: str, command: Command) -> tuple[bytes, Command]:
+        """Seal ``command`` on the ground and open it on board: (packet, what arrived)."""
+        ground, onboard = self._ends(satellite)
+        packet = ground.seal(command)
+        return packet, onboard.open(packet)
+
+    def receive(self, satellite: str, packet: bytes) -> Command:
+        """A packet from anyone's transmitter, opened on board (TelecommandError if it
+        is not authentic and fresh)."""
+        return self._ends(satellite)[1].open(packet)
+
+    def rotate(self, satellite: str) -> bytes:
+        """Install the satellite's next key (sent under the current one); the packet."""
+        ground, onboard = self._ends(satellite)
+        packet = ground.rotate(Key.generate(ground.key.key_id % 0xFFFF + 1))
+        onboard.open(packet)
+        return packet
+
+    def stats(self) -> dict[str, Any]:
+        """Commands accepted on board, and rejected by reason, over all satellites."""
+        rejected: Counter[str] = Counter()
+        for keys in self.onboard.values():
+            rejected.update(keys.rejected)
+        return {
+            "accepted": sum(k.accepted for k in self.onboard.values()),
+            "rejected": dict(rejected),
+        }
