@@ -271,12 +271,13 @@ def _serve(args: argparse.Namespace, tmp: Path) -> tuple[subprocess.Popen[bytes]
         "--log-db", str(log_db), "--model-id", "smollm2", "--start", args.start,
         "--seu-acceleration", str(args.seu_acceleration), "--seu-protect",
     ]  # fmt: skip
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with (tmp / "serve.err").open("wb") as err:  # a file: a full pipe would stall it
+        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            err = server.stderr.read().decode() if server.stderr else ""
+            err = (tmp / "serve.err").read_text(errors="replace")
             raise SystemExit(f"starcompute serve exited: {err[-2000:]}")
         try:
             if httpx.get(url + "/healthz", timeout=2).status_code == 200:
@@ -299,6 +300,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             server.wait(timeout=60)
         with sqlite3.connect(log_db) as db:
             statuses = dict(db.execute("SELECT status, COUNT(*) FROM requests GROUP BY status"))
+            errors = dict(
+                db.execute(
+                    "SELECT substr(error, 1, 70), COUNT(*) FROM requests "
+                    "WHERE status = 'failed' GROUP BY 1"
+                )
+            )
     delivered_ids = set().union(*tally.answers.values()) if tally.answers else set()
     duplicated = sum(len(ids) > 1 for ids in tally.answers.values())
     warm = samples[max(0, len(samples) // 5)][1]
@@ -319,6 +326,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "faults_by_cause": dict(Counter(f["cause"] + ":" + f["kind"] for f in tally.faults)),
         "requests_replanned": tally.replanned,
         "server_runs": statuses,
+        "server_errors": errors,
         "server_completed_minus_delivered": statuses.get("completed", 0) - len(delivered_ids),
         "server_in_flight_at_end": health["in_flight"],
         "radiation": health.get("radiation"),

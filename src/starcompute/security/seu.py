@@ -159,6 +159,44 @@ class SeuInjector:
 
 
 @dataclass(slots=True)
+class ActivationUpsets:
+    """Transient upsets in activations: each call of a linear layer flips, with
+    probability ``p_per_call``, the most significant exponent bit of one random element of
+    its output (the worst case; the next pass is clean). Checksums cannot see these:
+    ``ProtectedEngine(dual=True)`` does, by running each batch twice."""
+
+    model: Any  # a torch.nn.Module
+    p_per_call: float
+    seed: int = 0
+    flips: int = 0
+    _rng: np.random.Generator = field(init=False)
+    _handles: list[Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        import torch
+
+        if not 0.0 <= self.p_per_call <= 1.0:
+            raise InputError(f"p_per_call must be within 0..1, got {self.p_per_call}")
+        self._rng = np.random.default_rng(self.seed)
+        layers = [m for m in self.model.modules() if isinstance(m, torch.nn.Linear)]
+        self._handles = [m.register_forward_hook(self._strike) for m in layers]
+
+    def _strike(self, module: Any, inputs: Any, output: Any) -> Any:
+        if self._rng.random() >= self.p_per_call:
+            return None
+        flat = output.detach().reshape(-1)
+        k = int(self._rng.integers(flat.numel()))
+        bits = flat[k : k + 1].float().numpy().view(np.uint32) ^ np.uint32(1 << 30)
+        flat[k] = float(bits.view(np.float32)[0])
+        self.flips += 1
+        return output
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+@dataclass(slots=True)
 class Exposure:
     """Upsets as orbit time passes: called often (e.g. per token step), it exposes the
     weights for the orbit seconds since its last call at ``rate_now()`` (per bit per day,
@@ -183,9 +221,11 @@ class ProtectedEngine:
     engine: Engine
     guard: WeightGuard
     during_batch: Callable[[], None] | None = None  # called per token event: faults hit here
+    dual: bool = False  # run every batch twice and compare (catches activation upsets)
     batches: int = 0
     reruns: int = 0
     answers_affected: int = 0
+    disagreements: int = 0  # dual runs whose answers differed
 
     def __getattr__(self, name: str) -> Any:  # e.g. the inner engine's ``encode``
         if name == "engine":
@@ -211,6 +251,7 @@ class ProtectedEngine:
             "batches": self.batches,
             "batches_rerun": self.reruns,
             "answers_recomputed": self.answers_affected,
+            "dual_disagreements": self.disagreements,
         }
 
     @property
@@ -232,14 +273,8 @@ class ProtectedEngine:
         self.guard.scrub()  # before serving: whatever struck since the last batch
         for _ in range(MAX_ATTEMPTS):
             events.clear()
-            try:
-                out = self.engine.generate(requests, hook)
-            except (ArithmeticError, RuntimeError, ValueError):
-                if not self.guard.scrub():
-                    raise  # not an upset: a real error
-                out = []
-            self.batches += 1
-            if out and not self.guard.scrub():
+            out = self._run_verified(requests, hook)
+            if out is not None:
                 if on_token is not None:
                     for args in events:
                         on_token(*args)
@@ -249,3 +284,23 @@ class ProtectedEngine:
         raise StarcomputeError(
             f"weights corrupted in {MAX_ATTEMPTS} runs in a row: too many upsets"
         )
+
+    def _run_verified(
+        self, requests: Sequence[GenerationRequest], hook: TokenCallback
+    ) -> list[Completion] | None:
+        """One run whose weights verified after it (and, ``dual``, whose answers a second
+        run repeated exactly); None: struck, run it again."""
+        try:
+            out = self.engine.generate(requests, hook)
+            again = self.engine.generate(requests) if self.dual else out
+        except (ArithmeticError, RuntimeError, ValueError):
+            if not self.guard.scrub():
+                raise  # not an upset: a real error
+            return None
+        self.batches += 1 + self.dual
+        if self.guard.scrub():
+            return None
+        if [c.text for c in out] != [c.text for c in again]:
+            self.disagreements += 1
+            return None
+        return out
