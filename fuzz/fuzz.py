@@ -4,9 +4,10 @@
     make fuzz                                                   every target, 100,000 inputs
 
 Targets: wire (query/answer space packets), telecommand (SDLS-protected commands), tle,
-omm-json, omm-csv, scenario (TOML), api (the chat-completions request body as the gateway
-parses it). An input must end in a result or in the target's documented error; any other
-exception, a crash or a hang (libFuzzer's -timeout) fails the run.
+omm-json, omm-csv, scenario (TOML), api (the gateway's request bodies - chat completions,
+failures, telecommands - as it parses and uses them). An input must end in a result or in
+the target's documented error; any other exception, a crash or a hang (libFuzzer's
+-timeout) fails the run.
 """
 
 from __future__ import annotations
@@ -16,13 +17,19 @@ import sys
 from collections.abc import Callable
 
 import atheris
+import numpy as np
 
 with atheris.instrument_imports(include=["starcompute", "tomllib", "json", "csv"]):
     from pydantic import ValidationError
 
     from starcompute.errors import StarcomputeError
-    from starcompute.gateway.schemas import ChatCompletionRequest
+    from starcompute.gateway.schemas import (
+        ChatCompletionRequest,
+        FailureRequest,
+        TelecommandRequest,
+    )
     from starcompute.mission import wire
+    from starcompute.mission.failures import Outage
     from starcompute.orbits import omm, tle
     from starcompute.security.telecommand import Key, SatelliteKeys
     from starcompute.sim.scenario import scenario_from_text
@@ -36,11 +43,16 @@ def _text(data: bytes) -> str:
 
 
 def _api(data: bytes) -> None:
-    try:
-        body = ChatCompletionRequest.model_validate_json(data)
-    except ValidationError:
-        return
-    body.generation(default_max_tokens=64)
+    """The request bodies of the gateway's POST endpoints, as it validates and uses them."""
+    with contextlib.suppress(ValidationError):
+        ChatCompletionRequest.model_validate_json(data).generation(default_max_tokens=64)
+    with contextlib.suppress(ValidationError):
+        f = FailureRequest.model_validate_json(data)
+        Outage.lasting(f.kind, f.target, np.datetime64("2026-01-01T00:00:00"), f.minutes, f.cause)
+    with contextlib.suppress(ValidationError):
+        t = TelecommandRequest.model_validate_json(data)
+        if t.packet_hex is not None:
+            SatelliteKeys(KEY).open(bytes.fromhex(t.packet_hex))
 
 
 TARGETS: dict[str, Callable[[bytes], object]] = {
@@ -98,7 +110,11 @@ def seeds(name: str) -> list[bytes]:
         "scenario": [p.read_bytes() for p in sorted((root / "examples").glob("*.toml"))],
         "api": [
             b'{"model":"smollm2-135m-instruct","messages":[{"role":"user","content":"Hi"}],'
-            b'"max_tokens":16,"stream":true,"temperature":0.5,"stop":["\\n"]}'
+            b'"max_tokens":16,"stream":true,"temperature":0.5,"stop":["\\n"]}',
+            b'{"kind":"link","target":"TB500-P00-S01~Kashi","minutes":10,"cause":"outage"}',
+            b'{"satellite":"TB500-P00-S01","packet_hex":"'
+            + ground.seal(Command("run-job", {"query_id": "q"})).hex().encode()
+            + b'"}',
         ],
     }[name]
 
