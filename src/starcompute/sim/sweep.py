@@ -31,6 +31,8 @@ METRICS = (
     "battery_soc_min",
     "downlink_bytes",
     "isl_bytes",
+    "failures.requests_struck",
+    "failures.struck_then_delivered",
 )
 
 
