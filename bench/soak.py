@@ -95,7 +95,9 @@ async def _attempt(
             doc = r.json()
             ok = doc["choices"][0]["finish_reason"] in ("stop", "length")
             replay = r.headers.get("idempotent-replayed", "")
-            return ("delivered" if ok else "lost", replay, doc["id"], 0.0)
+            if not ok:
+                return ("failed", f"finish_reason {doc['choices'][0]['finish_reason']}", None, 0.0)
+            return ("delivered", replay, doc["id"], 0.0)
         return _status(r)
     async with http.stream("POST", "/v1/chat/completions", json=body, headers=headers) as r:
         if r.status_code != 200:

@@ -101,11 +101,11 @@ def build_step_tables(
     if not (np.isfinite(duration_s) and duration_s >= step_s):
         raise InputError(f"duration must be >= one time step ({step_s} s), got {duration_s}")
     steps = steps if steps is not None else range(grid_steps(duration_s, step_s))
-    times = from_offsets(start, np.asarray(steps, dtype=np.float64) * float(step_s))
+    offsets = np.asarray(steps, dtype=np.float64) * float(step_s)
+    times = from_offsets(start, offsets)
     out = _allocate(len(times), n, n_st, len(masks), k_best)
     sources = net.n_sat + np.arange(n_st)
     k = 0
-    offsets = np.asarray(steps, dtype=np.float64) * float(step_s)
     for eph in iter_propagate(net.const, times):
         r_ecef = np.transpose(teme_to_ecef(eph.r_teme_km, eph.times), (1, 0, 2))
         for r in r_ecef:

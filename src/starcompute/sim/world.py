@@ -31,6 +31,7 @@ from starcompute.orbits.constellation import (
 from starcompute.routing.network import Network, lookup_node
 from starcompute.routing.steps import StepTables, build_step_tables, grid_steps, join_step_tables
 from starcompute.sim.scenario import Scenario
+from starcompute.times import from_offsets, offsets_s
 
 BoolArray = npt.NDArray[np.bool_]
 Progress = Callable[[str, int, int], None]  # (stage, advance, total)
@@ -75,8 +76,7 @@ def scenario_failures(
     out = []
     for i, f in enumerate(scenario.failures):
         where = f"{scenario.source}: failures[{i}]"
-        start_s = float(f["at_h"]) * 3600.0
-        start = scenario.start + np.timedelta64(round(start_s * 1e9), "ns")
+        start = from_offsets(scenario.start, [float(f["at_h"]) * 3600.0])[0]
         try:
             outage = Outage.lasting(f["kind"], f["target"], start, f["minutes"] or None, f["cause"])
             nodes = tuple(lookup_node(names, n) for n in outage.nodes)
@@ -84,7 +84,8 @@ def scenario_failures(
             raise InputError(f"{where}: {exc}") from None
         if f["kind"] != "link" and (nodes[0] < len(const)) != (f["kind"] == "satellite"):
             raise InputError(f"{where}: {f['target']!r} is not a {f['kind']}")
-        end_s = start_s + 60.0 * f["minutes"] if f["minutes"] else np.inf
+        start_s = float(offsets_s(outage.start, scenario.start))
+        end_s = np.inf if outage.end is None else float(offsets_s(outage.end, scenario.start))
         out.append(Failure(outage, nodes, start_s, end_s))
     return out
 
