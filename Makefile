@@ -39,7 +39,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP) $(WEB) browser
-	$(BIN)/pytest -n 2 -q
+	$(BIN)/pytest -n 2 --dist loadfile -q
 
 test: lint typecheck unit
 
@@ -52,10 +52,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_gateway.py
 	$(BIN)/python bench/bench_train.py
 	$(BIN)/python bench/bench_seu.py
+	$(BIN)/python bench/bench_testbed.py
 
 # coverage-guided fuzzing of every parser of hostile input (CI runs a short version: tests/test_fuzz.py)
 FUZZ_RUNS ?= 100000
-FUZZ_TARGETS := wire telecommand tle omm-json omm-csv scenario api
+FUZZ_TARGETS := bundle job telecommand tle omm-json omm-csv scenario api
 fuzz: $(STAMP)
 	@mkdir -p test-artifacts
 	@for t in $(FUZZ_TARGETS); do \

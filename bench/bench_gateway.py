@@ -29,8 +29,9 @@ from starcompute.compute.engine import GenerationRequest, Message
 from starcompute.compute.real import TransformersEngine
 from starcompute.gateway.app import create_app
 from starcompute.mission.control import Mission
-from starcompute.mission.live import GroundSegment, LiveClock
 from starcompute.mission.requestlog import RequestLog
+from starcompute.mission.twin import twin_segment
+from starcompute.times import OrbitClock
 
 START = parse_utc("2025-11-20T00:00:00Z")
 TOKENS = 64
@@ -108,14 +109,16 @@ def gateway(engine: TransformersEngine, n: int, stream: bool = True) -> dict[str
 
     const = load_constellation("three-body-12")
     mission = Mission.build(const, load_stations("china,ksat,aws"), START, 6 * 3600.0)
-    segment = GroundSegment(
+    segment = twin_segment(
         mission,
         engine,
-        LiveClock(START, 1.0, wait=False),
+        OrbitClock(START, 1.0, wait=False),
         RequestLog(),
         max_queue=n,
         max_batch=BATCH,
+        model="smollm2",
     )
+    batcher = segment.link.batcher  # type: ignore[attr-defined]
     app = create_app(segment, "smollm2", max_tokens_limit=TOKENS)
     port = _port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -138,7 +141,7 @@ def gateway(engine: TransformersEngine, n: int, stream: bool = True) -> dict[str
         server.should_exit = True
         thread.join(timeout=30)
         segment.close()
-    timed = [b for b in segment.batcher.history if b[0] >= m0]  # the 64 requests' batches
+    timed = [b for b in batcher.history if b[0] >= m0]  # the 64 requests' batches
     errors = [r["error"] for r in results if "error" in r]
     ttft = np.array([r["ttft"] for r in results if r.get("ttft") is not None])
     return {
@@ -149,7 +152,7 @@ def gateway(engine: TransformersEngine, n: int, stream: bool = True) -> dict[str
         "ttft_p50_s": float(np.percentile(ttft, 50)) if len(ttft) else None,
         "ttft_p99_s": float(np.percentile(ttft, 99)) if len(ttft) else None,
         "tokens": int(sum(r.get("pieces", 0) for r in results)),
-        "batches": segment.batcher.batches,
+        "batches": batcher.batches,
         "batch_runs": [(round(b - a, 2), size) for a, b, size in timed],
         "before_first_batch_s": timed[0][0] - m0,
         "after_last_batch_s": m1 - timed[-1][1],

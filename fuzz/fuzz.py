@@ -3,7 +3,8 @@
     .venv/bin/python fuzz/fuzz.py TARGET [libFuzzer flags]     e.g. -runs=100000
     make fuzz                                                   every target, 100,000 inputs
 
-Targets: wire (query/answer space packets), telecommand (SDLS-protected commands), tle,
+Targets: bundle (BPv7 bundles as a node receives them), job (a job bundle's payload as a
+node opens it), telecommand (SDLS-protected commands), tle,
 omm-json, omm-csv, scenario (TOML), api (the gateway's request bodies - chat completions,
 failures, telecommands - as it parses and uses them). An input must end in a result or in
 the target's documented error; any other exception, a crash or a hang (libFuzzer's
@@ -22,19 +23,20 @@ import numpy as np
 with atheris.instrument_imports(include=["starcompute", "tomllib", "json", "csv"]):
     from pydantic import ValidationError
 
+    from starcompute.dtn import bundle
     from starcompute.errors import StarcomputeError
     from starcompute.gateway.schemas import (
         ChatCompletionRequest,
         FailureRequest,
         TelecommandRequest,
     )
-    from starcompute.mission import wire
     from starcompute.mission.failures import Outage
+    from starcompute.node import jobs
     from starcompute.orbits import omm, tle
     from starcompute.security.telecommand import Key, SatelliteKeys
     from starcompute.sim.scenario import scenario_from_text
 
-EXPECTED = (StarcomputeError, ValueError)  # InputError, WireError, TelecommandError, ...
+EXPECTED = (StarcomputeError, ValueError)  # InputError, BundleError, JobError, ...
 KEY = Key(1, bytes(range(32)), b"salt")
 
 
@@ -56,7 +58,8 @@ def _api(data: bytes) -> None:
 
 
 TARGETS: dict[str, Callable[[bytes], object]] = {
-    "wire": lambda d: wire.decode(d),
+    "bundle": lambda d: bundle.decode(d),
+    "job": lambda d: jobs.open_job(SatelliteKeys(KEY), d),
     "telecommand": lambda d: SatelliteKeys(KEY).open(d),
     "tle": lambda d: tle.parse_tle(_text(d)),
     "omm-json": lambda d: omm.parse_omm_json(_text(d)),
@@ -89,6 +92,13 @@ OMM = {
 }  # fmt: skip
 
 
+def _bundles() -> list[bundle.Bundle]:
+    from starcompute.dtn.eid import Eid
+
+    query = bundle.Bundle(Eid(1, 1), Eid(103, 1), 816_912_000_000, 0, b"query")
+    return [query, query.forwarded_by(Eid(118, 0))]
+
+
 def seeds(name: str) -> list[bytes]:
     """Valid inputs to start the mutations from (the fuzzer then goes everywhere)."""
     import json
@@ -99,10 +109,8 @@ def seeds(name: str) -> list[bytes]:
     root = Path(__file__).resolve().parents[1]
     ground = GroundKeys(KEY)
     return {
-        "wire": [
-            wire.encode(wire.QueryPacket(7, "smollm2-135m-instruct", "Hello?", 32)),
-            wire.encode(wire.AnswerPacket(7, "Hi.", 2, "stop")),
-        ],
+        "bundle": [bundle.encode(b) for b in _bundles()],
+        "job": [jobs.seal_job(GroundKeys(KEY), jobs.Query("q", prompt="Hello?"), "smollm2")],
         "telecommand": [ground.seal(Command("set-config", {"max_batch": 8})) for _ in range(2)],
         "tle": [ISS.encode()],
         "omm-json": [json.dumps([OMM]).encode()],

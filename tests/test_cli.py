@@ -194,6 +194,9 @@ def test_eclipses_text(capsys: pytest.CaptureFixture[str]) -> None:
         ["stations", "presets"],
         ["contacts"],
         ["eclipses"],
+        ["node"],
+        ["testbed"],
+        ["testbed", "status"],
     ],
     ids=lambda argv: " ".join(argv) or "starcompute",
 )
@@ -369,3 +372,43 @@ def test_module_entry_point_success() -> None:
     )
     assert result.returncode == 0
     assert "three-body-12" in result.stdout.split()
+
+
+def test_node_bad_data_directory_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["node", "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("starcompute: error:") and "node.toml is missing" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_node_without_its_model_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A provisioned data directory whose weights are gone: a clear line, nothing run."""
+    import json
+
+    from starcompute import load_constellation, load_stations, parse_utc
+    from starcompute.links.contacts import contact_plan
+    from starcompute.node.config import NodeConfig
+    from starcompute.security.telecommand import Key, SatelliteKeys
+
+    start = parse_utc("2025-11-20T00:00:00Z")
+    plan = contact_plan(load_constellation("three-body-12"), load_stations("ksat"), start, 600.0)
+    NodeConfig("TB500-P00-S02", "three-body-12", "127.0.0.1:0", "127.0.0.1:9",
+               "2025-11-20T00:00:00Z", 0.0).save(tmp_path)  # fmt: skip
+    plan.write(tmp_path / "contact-plan.json", "json")
+    keys = SatelliteKeys(Key.generate(1)).to_dict()
+    (tmp_path / "keys.json").write_text(json.dumps(keys), encoding="utf-8")
+    assert main(["node", "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no model in" in err and len(err.strip().splitlines()) == 1
+
+
+def test_testbed_status_without_a_run_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["testbed", "status", "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no testbed is running" in err and len(err.strip().splitlines()) == 1

@@ -110,13 +110,14 @@ def test_when_every_satellite_is_lost_the_query_gets_an_explicit_error() -> None
 def _segment(m: Mission, at: np.datetime64) -> Any:
     from starcompute.compute.cards import load_card
     from starcompute.compute.perf import ComputeTarget, PerformanceModel, SimulatedEngine
-    from starcompute.mission.live import GroundSegment, LiveClock
+    from starcompute.mission.twin import twin_segment
     from starcompute.spacecraft.hardware import load_hardware
+    from starcompute.times import OrbitClock
 
     target = ComputeTarget.from_profile(load_hardware("three-body-sat"))
     engine = SimulatedEngine(PerformanceModel(load_card("qwen3-8b"), target, "int8"))
     # wait=False: orbital waits are reported, not slept through; the clock still runs
-    return GroundSegment(m, engine, LiveClock(at, 1.0, wait=False), max_batch=4)
+    return twin_segment(m, engine, OrbitClock(at, 1.0, wait=False), max_batch=4)
 
 
 def test_live_request_survives_the_loss_of_its_serving_satellite_exactly_once() -> None:
@@ -129,11 +130,11 @@ def test_live_request_survives_the_loss_of_its_serving_satellite_exactly_once() 
     seg = _segment(m, START + 600 * SECOND)
 
     async def go() -> None:
-        events = seg.run("req-1", GenerationRequest(prompt="What is 2 + 2?", max_tokens=8))
+        events = seg.request(GenerationRequest(prompt="What is 2 + 2?", max_tokens=8))
         first = await anext(events)
         serving = first.planned().serving_satellite
         lost = Outage("satellite", serving, seg.clock.now(), None, "lost")
-        assert await seg.fail(lost) == ["req-1"]
+        assert await seg.fail(lost) == [first.request_id]
         rest = [e async for e in events]
         done = [e for e in rest if e.kind == "done"]
         assert len(done) == 1  # delivered exactly once
@@ -156,7 +157,7 @@ def test_live_request_with_no_way_left_ends_with_an_explicit_error() -> None:
     seg = _segment(m, START + 600 * SECOND)
 
     async def go() -> None:
-        events = seg.run("req-2", GenerationRequest(prompt="Hello?", max_tokens=4))
+        events = seg.request(GenerationRequest(prompt="Hello?", max_tokens=4))
         await anext(events)
         for name in m.plan.satellites:
             await seg.fail(Outage("satellite", name, seg.clock.now(), None, "lost"))

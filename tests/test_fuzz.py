@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("atheris")
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGETS = ["wire", "telecommand", "tle", "omm-json", "omm-csv", "scenario", "api"]
+TARGETS = ["bundle", "job", "telecommand", "tle", "omm-json", "omm-csv", "scenario", "api"]
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -18,8 +18,9 @@ import pytest
 
 from starcompute import load_constellation, load_stations, parse_utc
 from starcompute.mission.control import Mission
-from starcompute.mission.live import GroundSegment, LiveClock
 from starcompute.mission.requestlog import RequestLog
+from starcompute.mission.twin import twin_segment
+from starcompute.times import OrbitClock
 
 START = parse_utc("2025-11-20T00:00:00Z")
 KEY = "sk-test-0123456789abcdef"
@@ -70,8 +71,8 @@ def _app(mission: Mission, engine: Any, queue: int = 16, keys: bool = False, **k
     from starcompute.gateway.app import create_app
     from starcompute.links.czml import czml_document
 
-    segment = GroundSegment(
-        mission, engine, LiveClock(START, 60.0), RequestLog(), queue, max_batch=8
+    segment = twin_segment(
+        mission, engine, OrbitClock(START, 60.0), RequestLog(), queue, max_batch=8, model="smollm2"
     )
     app = create_app(
         segment,

@@ -65,6 +65,7 @@ def test_lower_layers_do_not_import_higher_ones() -> None:
         "errors",
         "data",
         "times",
+        "tomlio",
         "orbits",
         "ground",
         "links",
@@ -72,10 +73,13 @@ def test_lower_layers_do_not_import_higher_ones() -> None:
         "compute",
         "security",
         "routing",
+        "dtn",
+        "node",
         "mission",
         "train",
         "sim",
         "gateway",
+        "testbed",
         "cli",
     ]
     root = Path(starcompute.__file__).parent

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_short_soak_loses_nothing() -> None:
-    args = "--clients 12 --minutes 0.34 --fault-every-s 4 --hangup 0.2 --grace-s 120 --json"
+    args = "--clients 12 --minutes 0.34 --fault-every-s 4 --hangup 0.2 --grace-s 240 --json"
     cmd = [sys.executable, str(ROOT / "bench" / "soak.py"), *args.split()]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

@@ -5,6 +5,9 @@ The public surface; ``tests/test_public_api.py`` locks ``__all__``.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from starcompute.errors import (
     ElementSetError,
     InputError,
@@ -32,13 +35,35 @@ from starcompute.orbits.frames import ecef_to_geodetic, teme_to_ecef
 from starcompute.orbits.propagate import Ephemeris, iter_propagate, propagate
 from starcompute.orbits.sun import sun_position_teme_km
 from starcompute.orbits.walker import WalkerShell, sun_synchronous_inclination_deg
-from starcompute.sim.metrics import SimResult
-from starcompute.sim.run import simulate
-from starcompute.sim.scenario import Scenario, load_scenario
 from starcompute.times import format_utc, parse_utc, time_grid
-from starcompute.train.config import TrainConfig
-from starcompute.train.result import TrainResult
-from starcompute.train.run import estimate_run, resume_run, train_runs
+
+if TYPE_CHECKING:
+    from starcompute.sim.metrics import SimResult
+    from starcompute.sim.run import simulate
+    from starcompute.sim.scenario import Scenario, load_scenario
+    from starcompute.train.config import TrainConfig
+    from starcompute.train.result import TrainResult
+    from starcompute.train.run import estimate_run, resume_run, train_runs
+
+# the simulator and training load on first use: a node process needs neither
+_LAZY = {
+    "SimResult": "starcompute.sim.metrics",
+    "simulate": "starcompute.sim.run",
+    "Scenario": "starcompute.sim.scenario",
+    "load_scenario": "starcompute.sim.scenario",
+    "TrainConfig": "starcompute.train.config",
+    "TrainResult": "starcompute.train.result",
+    "estimate_run": "starcompute.train.run",
+    "resume_run": "starcompute.train.run",
+    "train_runs": "starcompute.train.run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'starcompute' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

@@ -7,8 +7,13 @@ is below 0.9 s x 465 m/s = 0.42 km at the equator, i.e. < 0.06 s on pass edges.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -83,3 +88,59 @@ def time_grid(start: np.datetime64, duration_s: float, step_s: float) -> Datetim
     if grid[-1] < duration_s - 1e-9:
         grid = np.append(grid, duration_s)
     return from_offsets(start, grid)
+
+
+@dataclass(slots=True)
+class OrbitClock:
+    """Orbit time = ``start`` + (wall time - ``epoch_unix_s``) x ``time_scale``.
+
+    Every process given the same three numbers reads the same orbit time (as satellites
+    keep time from GNSS): the testbed's nodes, stations and link emulator share one
+    clock this way. An epoch of 0 means "not started yet": the clock reads ``start``
+    until ``epoch_file`` (JSON ``{"epoch_unix_s": ...}``) appears, so that a testbed's
+    orbit time begins when all its processes are up, whatever their start-up took.
+    ``wait`` False: report orbital waits but do not hold for them."""
+
+    start: np.datetime64
+    time_scale: float = 1.0
+    epoch_unix_s: float = field(default_factory=time.time)
+    wait: bool = True
+    epoch_file: Path | None = None
+    _looked: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.time_scale) and self.time_scale > 0):
+            raise InputError(f"time scale must be > 0, got {self.time_scale}")
+        self.start = self.start.astype("datetime64[ns]")
+
+    @property
+    def started(self) -> bool:
+        if self.epoch_unix_s > 0 or self.epoch_file is None:
+            return True
+        now = time.monotonic()
+        if now - self._looked >= 0.1:  # look for the file ten times a second at most
+            self._looked = now
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                doc = json.loads(self.epoch_file.read_text(encoding="utf-8"))
+                self.epoch_unix_s = float(doc["epoch_unix_s"])
+        return self.epoch_unix_s > 0
+
+    def elapsed_s(self) -> float:
+        """Orbit seconds since ``start`` (0 until the clock has started)."""
+        if not self.started:
+            return 0.0
+        return (time.time() - self.epoch_unix_s) * self.time_scale
+
+    def now(self) -> np.datetime64:
+        now: np.datetime64 = from_offsets(self.start, [self.elapsed_s()])[0]
+        return now
+
+    def wall_s(self, orbit_s: float) -> float:
+        """Wall seconds that ``orbit_s`` orbit seconds take."""
+        return orbit_s / self.time_scale
+
+    def wall_until(self, when: np.datetime64) -> float:
+        """Wall seconds until orbit time ``when`` (0 if past, or when not waiting)."""
+        if not self.wait:
+            return 0.0
+        return max(0.0, float(offsets_s(when, self.now())) / self.time_scale)

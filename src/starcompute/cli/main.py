@@ -17,11 +17,13 @@ from starcompute.cli import (
     hardware,
     infer,
     mission,
+    node,
     power,
     route,
     serve,
     simulate,
     stations,
+    testbed,
     train,
 )
 from starcompute.errors import InputError
@@ -39,6 +41,8 @@ GROUPS = (
     simulate,
     train,
     serve,
+    node,
+    testbed,
 )
 
 

@@ -139,8 +139,9 @@ def run_serve(args: argparse.Namespace) -> int:
     from starcompute.gateway.app import create_app
     from starcompute.links.czml import czml_document
     from starcompute.mission.control import Mission
-    from starcompute.mission.live import GroundSegment, LiveClock
     from starcompute.mission.requestlog import RequestLog
+    from starcompute.mission.twin import twin_segment
+    from starcompute.times import OrbitClock
 
     log_path = args.log_db or cache_dir() / "requests.sqlite"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,8 +156,9 @@ def run_serve(args: argparse.Namespace) -> int:
         from starcompute.security.seu import ProtectedEngine, WeightGuard
 
         engine = ProtectedEngine(loaded, WeightGuard(loaded.model))
-    clock = LiveClock(start, args.time_scale, wait=not args.no_wait)
-    segment = GroundSegment(
+    clock = OrbitClock(start, args.time_scale, wait=not args.no_wait)
+    model_id = args.model_id or Path(engine.name).stem
+    segment = twin_segment(
         mission,
         engine,
         clock,
@@ -164,9 +166,9 @@ def run_serve(args: argparse.Namespace) -> int:
         args.queue,
         max_batch=args.max_batch,
         replan=lambda t: Mission.build(const, stations, t, horizon),
+        model=model_id,
     )
-    _radiation(args, segment, clock)
-    model_id = args.model_id or Path(engine.name).stem
+    _radiation(args, engine, segment, clock)
     app = create_app(
         segment,
         model_id,
@@ -183,13 +185,12 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _radiation(args: argparse.Namespace, segment: Any, clock: Any) -> None:
+def _radiation(args: argparse.Namespace, engine: Any, segment: Any, clock: Any) -> None:
     """Upsets at the radiation model's rate for the satellites' positions now, times
     ``--seu-acceleration``, striking the protected engine's weights while it runs."""
     from starcompute.security.seu import Exposure, SeuInjector
 
     if args.seu_acceleration > 0:
-        engine = segment.engine
         injector = SeuInjector(engine.guard, acceleration=args.seu_acceleration)
         engine.during_batch = Exposure(injector, segment.seu_rate_per_bit_per_day, clock.elapsed_s)
 

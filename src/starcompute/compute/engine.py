@@ -16,6 +16,8 @@ from typing import Protocol
 from starcompute.errors import InputError
 
 TokenCallback = Callable[[int, str], None]  # (request index, text piece)
+"""Called once per decode step of each running request (the piece may be empty while
+text is held back), so the calls count a request's steps; the last call flushes."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,10 +45,7 @@ class TransformersEngine:
         self.max_batch = max_batch
         self.device = device
         t0 = time.perf_counter()
-        directory, gguf = resolve(model)
-        self.converted = gguf is not None and not (directory / "config.json").is_file()
-        if self.converted:
-            _convert_gguf(gguf, directory)  # type: ignore[arg-type]
+        directory, self.converted = checkpoint_dir(model)
         self.model, self.tokenizer = _load_dir(directory, device)
         self.load_s = time.perf_counter() - t0
         self.name = str(model or DEFAULT_MODEL)
@@ -67,26 +64,7 @@ class TransformersEngine:
     # ------------------------------------------------------------------ prompts
     def encode(self, request: GenerationRequest) -> list[int]:
         """Token ids of a request's prompt (chat template for messages)."""
-        if request.prompt is not None:
-            ids = list(self.tokenizer(request.prompt, add_special_tokens=True)["input_ids"])
-        else:
-            msgs = [{"role": m.role, "content": m.content} for m in request.messages]
-            if self.tokenizer.chat_template:
-                out = self.tokenizer.apply_chat_template(
-                    msgs, add_generation_prompt=True, tokenize=True, return_dict=True
-                )
-                ids = list(out["input_ids"])
-            else:
-                text = "".join(CHATML_FALLBACK.format(**m) for m in msgs)
-                ids = list(self.tokenizer(text + "<|im_start|>assistant\n")["input_ids"])
-        if not ids:
-            raise InputError("the prompt is empty")
-        if len(ids) + request.max_tokens > self.context_window:
-            raise InputError(
-                f"prompt of {len(ids)} tokens + max tokens {request.max_tokens} exceeds the "
-                f"context window of {self.context_window} tokens"
-            )
-        return ids
+        return prompt_ids(self.tokenizer, request, self.context_window)
 
     # --------------------------------------------------------------- generation
     def generate(
@@ -100,6 +78,58 @@ class TransformersEngine:
                 self, [requests[i] for i in batch], [prompts[i] for i in batch], batch, on_token
             ).run()
         return out
+
+
+def checkpoint_dir(model: str | Path | None) -> tuple[Path, bool]:
+    """The Hugging Face directory of a model (a GGUF file is dequantised into the cache
+    the first time); whether it was converted now."""
+    directory, gguf = resolve(model)
+    converted = gguf is not None and not (directory / "config.json").is_file()
+    if converted:
+        _convert_gguf(gguf, directory)  # type: ignore[arg-type]
+    return directory, converted
+
+
+def prompt_ids(tokenizer: Any, request: GenerationRequest, context_window: int) -> list[int]:
+    """Token ids of a request's prompt (the chat template for messages); InputError if it
+    is empty or with ``max_tokens`` does not fit the context window."""
+    if request.prompt is not None:
+        ids = list(tokenizer(request.prompt, add_special_tokens=True)["input_ids"])
+    else:
+        msgs = [{"role": m.role, "content": m.content} for m in request.messages]
+        if tokenizer.chat_template:
+            out = tokenizer.apply_chat_template(
+                msgs, add_generation_prompt=True, tokenize=True, return_dict=True
+            )
+            ids = list(out["input_ids"])
+        else:
+            text = "".join(CHATML_FALLBACK.format(**m) for m in msgs)
+            ids = list(tokenizer(text + "<|im_start|>assistant\n")["input_ids"])
+    if not ids:
+        raise InputError("the prompt is empty")
+    if len(ids) + request.max_tokens > context_window:
+        raise InputError(
+            f"prompt of {len(ids)} tokens + max tokens {request.max_tokens} exceeds the "
+            f"context window of {context_window} tokens"
+        )
+    return ids
+
+
+class PromptTokens:
+    """Counts prompt tokens as a checkpoint's engine would, with its tokenizer only (the
+    ground segment sizes queries without loading the model)."""
+
+    def __init__(self, directory: Path) -> None:
+        import json
+
+        offline()
+        check_hf_dir(directory)
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+        self.context_window = int(config.get("max_position_embeddings", 2048))
+        self.tokenizer = load_tokenizer(directory)
+
+    def __call__(self, request: GenerationRequest) -> int:
+        return len(prompt_ids(self.tokenizer, request, self.context_window))
 
 
 class _Batch:
@@ -191,6 +221,9 @@ class _Batch:
         return [int(t) for t in out]
 
     def _accept(self, tokens: list[int], now_s: float) -> None:
+        """Take one decode step's tokens; ``on_token`` hears once per request still
+        running (its piece may be empty while text is held back), so its calls count
+        the request's decode steps."""
         tok = self.e.tokenizer
         for i, t in enumerate(tokens):
             if self.done[i]:
@@ -203,15 +236,19 @@ class _Batch:
                 self._finish(i, "stop", now_s)
                 continue
             self.generated[i].append(t)
-            cut = None
-            if r.stop or self.on_token is not None:  # text is only needed step by step here
-                text = tok.decode(self.generated[i], skip_special_tokens=True)
-                cut = _stop_at(text, r.stop)
-                self._emit(i, text[:cut] if cut is not None else text, final=cut is not None)
+            if not (r.stop or self.on_token is not None):  # text only needed at the end
+                if len(self.generated[i]) >= r.max_tokens:
+                    self._finish(i, "length", now_s)
+                continue
+            text = tok.decode(self.generated[i], skip_special_tokens=True)
+            cut = _stop_at(text, r.stop)
+            self.texts[i] = text[:cut] if cut is not None else text
             if cut is not None:
                 self._finish(i, "stop", now_s)
             elif len(self.generated[i]) >= r.max_tokens:
                 self._finish(i, "length", now_s)
+            else:
+                self._emit(i, self.texts[i], final=False)
 
     def _emit(self, i: int, text: str, final: bool) -> None:
         """Stream what is safe to show: hold back a tail that may still become a stop
@@ -219,7 +256,7 @@ class _Batch:
         self.texts[i] = text
         end = len(text) if final else _safe_end(text, self.requests[i].stop)
         piece = text[self.sent[i] : end]
-        if piece and self.on_token is not None:
+        if self.on_token is not None:
             self.on_token(self.index[i], piece)
         self.sent[i] = max(self.sent[i], end)
 
@@ -262,13 +299,23 @@ def _generator(seed: int | None) -> Any:
     return g
 
 
+def load_tokenizer(directory: Path) -> Any:
+    """The checkpoint's tokenizer: its ``tokenizer.json`` directly when there is one (a
+    quarter of the time ``AutoTokenizer`` takes here, same ids), else ``AutoTokenizer``."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if (directory / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(directory)
+    return AutoTokenizer.from_pretrained(directory)
+
+
 def _load_dir(directory: Path, device: str) -> tuple[Any, Any]:
     from safetensors import SafetensorError
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     check_hf_dir(directory)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(directory)
+        tokenizer = load_tokenizer(directory)
         model = AutoModelForCausalLM.from_pretrained(directory).to(device).eval()  # type: ignore[arg-type]
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,13 +1,15 @@
 """The ground gateway: an OpenAI-compatible API into the constellation, and the dashboard.
 
-Thin by design: it parses HTTP, checks the API key, keeps the queue bounded, and turns
-the ground segment's events (``mission.live``) into OpenAI's response shapes. Each
+Thin by design: it parses HTTP, checks the API key and turns the ground segment's events
+(``mission.live``: admission, planning, the trip, the log all live there) into OpenAI's
+response shapes. Each
 response also carries the orbital trace (``starcompute`` field, ``X-Starcompute-*``
 headers), which plain clients ignore.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import time
@@ -33,8 +35,8 @@ from starcompute.gateway.schemas import (
 from starcompute.mission.control import DeadlineError, Mission, Trace
 from starcompute.mission.failures import Outage
 from starcompute.mission.live import Event, GroundSegment, QueueFullError
-from starcompute.security.telecommand import Command, TelecommandError
-from starcompute.times import format_utc, parse_utc
+from starcompute.security.telecommand import TelecommandError
+from starcompute.times import parse_utc
 
 STATIC = Path(__file__).parent / "static"
 
@@ -53,6 +55,7 @@ def create_app(
     the answers kept for clients' retries (``Idempotency-Key`` header)."""
     app = FastAPI(title="starcompute gateway", version="0.1.0")
     metrics = GatewayMetrics()
+    metrics.in_flight.set_function(lambda: segment.in_flight)
     idem = idempotency or Idempotency()
     app.state.idempotency = idem
     created = int(time.time())
@@ -128,19 +131,15 @@ def create_app(
     ) -> Response:
         try:
             gen = body.generation(default_max_tokens)
-            request_id = segment.admit()
+        except InputError as exc:
+            raise _HttpError(400, str(exc), param="messages") from None
+        events = _counted(metrics, segment.request(gen, key_id, body.stream), forget)
+        try:
+            first = await anext(events)
         except QueueFullError as exc:
-            metrics.requests.labels("rejected_busy").inc()
             raise _HttpError(
                 429, str(exc), "rate_limit_error", code="queue_full", retry_after=exc.retry_after_s
             ) from None
-        except InputError as exc:
-            raise _HttpError(400, str(exc), param="messages") from None
-        metrics.in_flight.inc()
-        segment.log.start(request_id, time.time(), key_id, model_id, body.stream)
-        events = _guarded(segment, metrics, request_id, segment.run(request_id, gen), forget)
-        try:
-            first = await anext(events)
         except InputError as exc:
             raise _HttpError(
                 400, str(exc), param="max_tokens", code="context_length_exceeded"
@@ -149,12 +148,13 @@ def create_app(
             raise _HttpError(503, str(exc), "server_error", code="no_path_to_orbit") from None
         except StarcomputeError as exc:
             raise _HttpError(503, str(exc), "server_error", code="unavailable") from None
+        request_id = first.request_id
         headers = _headers(request_id, first.planned(), planned=True)
         if body.stream:
-            chunks = _sse(segment, metrics, events, request_id, model_id, include_usage, remember)
+            chunks = _sse(metrics, events, request_id, model_id, include_usage, remember)
             return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
         try:
-            return await _complete(segment, metrics, events, request_id, model_id, remember)
+            return await _complete(metrics, events, request_id, model_id, remember)
         except StarcomputeError as exc:  # e.g. a failure left no way to re-plan it
             raise _HttpError(503, str(exc), "server_error", code="unavailable") from None
 
@@ -178,20 +178,12 @@ def create_app(
         the reason when it refuses it: tampered, forged, replayed, stale, ...)."""
         authorise(request)
         try:
-            if body.packet_hex is not None:
-                packet = bytes.fromhex(body.packet_hex)
-                arrived = segment.commands.receive(body.satellite, packet)
-            elif body.command == "rotate-key":
-                packet = segment.commands.rotate(body.satellite)
-                arrived = Command("rotate-key")
-            else:
-                command = Command(body.command or "", body.args)
-                packet, arrived = segment.commands.send(body.satellite, command)
+            packet = bytes.fromhex(body.packet_hex) if body.packet_hex is not None else None
+            return segment.command(body.satellite, body.command, body.args, packet)
         except TelecommandError as exc:
             raise _HttpError(403, str(exc), "permission_error", code=exc.reason) from None
         except (InputError, ValueError) as exc:
             raise _HttpError(400, str(exc), param="satellite") from None
-        return {"accepted": True, "kind": arrived.kind, "packet_hex": packet.hex()}
 
     @app.get("/api/failures")
     async def failures() -> dict[str, Any]:
@@ -242,17 +234,7 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "model": model_id,
-            "orbit_time": format_utc(segment.clock.now()),
-            "time_scale": segment.clock.time_scale,
-            "in_flight": segment.in_flight,
-            "queue_limit": segment.max_queue,
-            "completed": segment.completed,
-            "telecommands": segment.commands.stats(),
-            **({"radiation": stats()} if (stats := getattr(segment.engine, "stats", None)) else {}),
-        }
+        return segment.health()
 
     @app.get("/metrics")
     async def prometheus() -> Response:
@@ -309,31 +291,31 @@ def _errors(app: FastAPI) -> None:
         return JSONResponse(error_body(message, param=param), status_code=400)
 
 
-async def _guarded(
-    segment: GroundSegment,
-    metrics: GatewayMetrics,
-    request_id: str,
-    events: AsyncIterator[Event],
-    forget: Callable[[], None],
+async def _counted(
+    metrics: GatewayMetrics, events: AsyncIterator[Event], forget: Callable[[], None]
 ) -> AsyncIterator[Event]:
-    """The segment's events; the queue place is given back however the request ends
-    (``forget()``: an idempotency key whose run delivered nothing is released)."""
-    status, error = "failed", None
+    """The segment's events, counted by outcome (``forget()``: an idempotency key whose
+    run delivered nothing is released)."""
+    status = "failed"
     try:
         async for event in events:
             if event.kind == "done":
                 status = "completed"
             yield event
-    except Exception as exc:
-        error = str(exc)
+    except QueueFullError:
+        status = "rejected_busy"
         raise
     finally:
-        segment.release()
+        await _close(events)  # the request's own clean-up runs now, not at collection
         forget()
-        metrics.in_flight.dec()
         metrics.requests.labels(status).inc()
-        if status != "completed":
-            segment.log.finish(request_id, status=status if error else "cancelled", error=error)
+
+
+async def _close(events: AsyncIterator[Any]) -> None:
+    close = getattr(events, "aclose", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            await close()
 
 
 def _headers(request_id: str, trace: Trace, planned: bool) -> dict[str, str]:
@@ -357,36 +339,27 @@ def _usage(event: Event) -> dict[str, int]:
     }
 
 
-def _extra(request_id: str, event: Event, ttft_s: float | None, wall_s: float) -> dict[str, Any]:
+def _extra(request_id: str, event: Event) -> dict[str, Any]:
     return {
         "request_id": request_id,
         "trace": event.planned().to_dict(),
-        "wall": {"time_to_first_token_s": ttft_s, "total_s": round(wall_s, 4)},
+        "wall": {"time_to_first_token_s": event.wall_ttft_s, "total_s": round(event.wall_s, 4)},
     }
 
 
 def _finish(
-    segment: GroundSegment, metrics: GatewayMetrics, request_id: str, model_id: str,
-    event: Event, ttft_s: float | None, wall_s: float,
+    metrics: GatewayMetrics,
+    request_id: str,
+    model_id: str,
+    event: Event,
     remember: Callable[[dict[str, Any], dict[str, str]], None],
-) -> dict[str, Any]:  # fmt: skip
-    """Log and count a delivered answer; its chat.completion body (kept for retries)."""
+) -> dict[str, Any]:
+    """Count a delivered answer; its chat.completion body (kept for retries)."""
     done, trace = event.answer(), event.planned()
     metrics.tokens.inc(done.completion_tokens)
     metrics.orbit_latency.observe(trace.total_s)
-    if ttft_s is not None:
-        metrics.wall_ttft.observe(ttft_s)
-    segment.log.finish(
-        request_id,
-        status="completed",
-        prompt_tokens=done.prompt_tokens,
-        completion_tokens=done.completion_tokens,
-        wall_ttft_s=ttft_s,
-        wall_total_s=wall_s,
-        orbit_submitted=format_utc(trace.submitted),
-        orbit_delivered=format_utc(trace.delivered),
-        trace=trace.to_dict(),
-    )
+    if event.wall_ttft_s is not None:
+        metrics.wall_ttft.observe(event.wall_ttft_s)
     body = {
         "id": request_id,
         "object": "chat.completion",
@@ -401,30 +374,26 @@ def _finish(
             }
         ],
         "usage": _usage(event),
-        "starcompute": _extra(request_id, event, ttft_s, wall_s),
+        "starcompute": _extra(request_id, event),
     }
     remember(body, _headers(request_id, trace, planned=False))
     return body
 
 
 async def _complete(
-    segment: GroundSegment,
     metrics: GatewayMetrics,
     events: AsyncIterator[Event],
     request_id: str,
     model_id: str,
     remember: Callable[[dict[str, Any], dict[str, str]], None],
 ) -> JSONResponse:
-    t0 = time.perf_counter()
-    ttft: float | None = None
     final: tuple[Event, dict[str, Any]] | None = None
-    async for event in events:
-        if event.kind == "piece" and ttft is None:
-            ttft = time.perf_counter() - t0
-        elif event.kind == "done":
-            wall = time.perf_counter() - t0
-            body = _finish(segment, metrics, request_id, model_id, event, ttft, wall, remember)
-            final = event, body
+    try:
+        async for event in events:
+            if event.kind == "done":
+                final = event, _finish(metrics, request_id, model_id, event, remember)
+    finally:
+        await _close(events)
     if final is None:
         raise StarcomputeError(f"request {request_id} ended without an answer")
     event, body = final
@@ -451,7 +420,6 @@ def _chunk(
 
 
 async def _sse(
-    segment: GroundSegment,
     metrics: GatewayMetrics,
     events: AsyncIterator[Event],
     request_id: str,
@@ -460,23 +428,20 @@ async def _sse(
     remember: Callable[[dict[str, Any], dict[str, str]], None],
 ) -> AsyncIterator[str]:
     """Server-sent events in OpenAI's chunk shape, then ``data: [DONE]``."""
-    t0 = time.perf_counter()
     created = int(time.time())
-    ttft: float | None = None
     yield _chunk(request_id, created, model_id, {"role": "assistant", "content": ""})
     try:
         async for event in events:
             if event.kind == "piece":
-                if ttft is None:
-                    ttft = time.perf_counter() - t0
                 yield _chunk(request_id, created, model_id, {"content": event.text})
             elif event.kind == "done":
-                wall = time.perf_counter() - t0
-                body = _finish(segment, metrics, request_id, model_id, event, ttft, wall, remember)
+                body = _finish(metrics, request_id, model_id, event, remember)
                 for line in _closing(body, created, include_usage):
                     yield line
     except Exception as exc:  # headers are gone: the error travels in the stream
         yield f"data: {json.dumps(error_body(str(exc), 'server_error'))}\n\n"
+    finally:
+        await _close(events)  # also when the client went away mid-stream
     yield "data: [DONE]\n\n"
 
 

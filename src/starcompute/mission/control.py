@@ -87,6 +87,7 @@ class Trace:
     inference_start: np.datetime64 | None = None  # when the satellite starts on it
     legs: list[Leg] = field(default_factory=list)  # every hop, up and down
     replans: int = 0  # times a failure made mission control plan it again
+    observed: dict[str, Any] | None = None  # what happened: chunk times, pace, link
 
     @property
     def total_s(self) -> float:
@@ -111,6 +112,7 @@ class Trace:
             "submitted": format_utc(self.submitted),
             "delivered": format_utc(self.delivered),
             "replans": self.replans,
+            **({"observed": self.observed} if self.observed is not None else {}),
         }
 
 
@@ -162,9 +164,13 @@ class Mission:
         horizon_s: float,
         timing_card: str = "qwen3-8b",
         quant: str = "int8",
+        plan: ContactPlan | None = None,
     ) -> Mission:
+        """``plan``: the contact plan to use (default: computed for the span), e.g. the
+        one the testbed's nodes were given, so planner and nodes route on the same."""
         load_card(timing_card)  # fail early on an unknown card
-        plan = contact_plan(const, stations, start, horizon_s, isl=IslConfig.default())
+        if plan is None:
+            plan = contact_plan(const, stations, start, horizon_s, isl=IslConfig.default())
         grid = time_grid(start, np.ceil(horizon_s / 60.0) * 60.0, 60.0)
         eph = propagate(const, grid)
         net = Network(const, stations)
@@ -203,11 +209,13 @@ class Mission:
         policy: str = "earliest-completion",
         deadline_s: float = 3600.0,
         commit: bool = True,
+        only: str | None = None,
     ) -> Trace:
         """Plan one query; with ``commit`` its link time and queue slot are booked.
 
         ``station`` None: the ground network hands the query to whichever station gets it
-        up first (terrestrial backhaul taken as instantaneous)."""
+        up first (terrestrial backhaul taken as instantaneous). ``only``: the satellite
+        that must serve it (e.g. the one that already ran it)."""
         check_policy(policy)
         if not deadline_s > 0:
             raise InputError(f"deadline must be > 0 s, got {deadline_s}")
@@ -219,8 +227,9 @@ class Mission:
                 f"({format_utc(self.plan.start)} .. {format_utc(self.plan.end)})"
             )
         up = self.graph.search(src, t0, query_bytes)
+        pick = None if only is None else frozenset([self.const.index(only)])
         best = self._choose(
-            src, up, t0, prompt_tokens, output_tokens, answer_bytes, policy, deadline_s
+            src, up, t0, prompt_tokens, output_tokens, answer_bytes, policy, deadline_s, pick
         )
         if best is None:
             raise DeadlineError(deadline_s, None)
@@ -281,11 +290,14 @@ class Mission:
         answer_bytes: int,
         policy: str,
         deadline_s: float,
+        only: frozenset[int] | None = None,
     ) -> Serving | None:
         candidates = [
             s
             for s in range(self.n_sat)
-            if self.const.roles[s] == "inference" and np.isfinite(up.best_s[s])
+            if self.const.roles[s] == "inference"
+            and np.isfinite(up.best_s[s])
+            and (only is None or s in only)
         ]
         if policy == "nearest":
             first = [s for s in candidates if up.via[s].src in src]
@@ -345,6 +357,19 @@ class Mission:
             prompt_tokens,
             output_tokens,
         )
+
+    def downlink(self, sat: int, t_s: float, size_bytes: int) -> tuple[str, float] | None:
+        """(station, arrival in plan seconds) of ``size_bytes`` leaving ``sat`` at ``t_s``
+        by the earliest route down (nothing booked); None if no route in the plan."""
+        if not 0.0 <= t_s < self.plan.duration_s:
+            return None
+        stations = frozenset(range(self.n_sat, self.n_sat + len(self.stations)))
+        down = self.graph.search(sat, t_s, max(size_bytes, 1), stations)
+        reached = [s for s in stations if np.isfinite(down.best_s[s])]
+        if not reached:
+            return None
+        best = min(reached, key=lambda s: float(down.best_s[s]))
+        return self.names()[best], float(down.best_s[best])
 
     def admits(self, sat: int, start_s: float, inference_s: float, spare: float = 0.0) -> bool:
         """Power and thermal admission (see ``mission.health``); always without health."""

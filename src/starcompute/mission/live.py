@@ -1,46 +1,45 @@
-"""The ground segment on a live clock: chat requests from the gateway go to orbit, are
-answered by the real engine on the serving satellite, and come back when mission control
-says they arrive.
+"""The ground segment on a live clock: the whole life of a request, from admission to
+the last chunk of its answer on the ground.
 
-The orbit clock runs ``time_scale`` times faster than the wall clock from a chosen
-start. For each request mission control books the trip at "orbit now" when it is
-admitted, for the most it may need (``max_tokens`` of answer: the length is not known
-until the model stops), so that concurrent requests queue behind each other's bookings
-rather than all planning into the same free slot; the first token is released when the
-satellite starts on the query (after the up trip, waits for contacts and the queue, on
-the live clock) and the last one when the answer reaches the ground. The engine behind
-a :class:`~starcompute.compute.batcher.Batcher` serves many requests at once; mission
-control, which is not thread-safe, plans on one worker thread so the event loop never
-blocks on it.
+The orbit clock runs ``time_scale`` times faster than the wall clock from a chosen start
+(``times.OrbitClock``). For each request the ground segment takes a place in a bounded
+queue (``QueueFullError`` when full), has mission control book the trip at "orbit now"
+for the most it may need (``max_tokens`` of answer: the length is not known until the
+model stops), sends the job through the space segment (``mission.spacelink``: the
+in-process twin, or the testbed's bundles) and releases text only as answer chunks reach
+the ground. A failure that strikes a trip, or a serving satellite that stays silent past
+its planned delivery, gets the query planned again from the ground; chunks already given
+are not given twice. Every request is logged (``mission.requestlog``). Mission control,
+which is not thread-safe, plans on one worker thread so the event loop never blocks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-import hashlib
+import secrets
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from starcompute.compute.batcher import Batcher
-from starcompute.compute.engine import Completion, Engine, GenerationRequest
+from starcompute.compute.engine import Completion, GenerationRequest
 from starcompute.errors import InputError, StarcomputeError
+from starcompute.mission import views
 from starcompute.mission.control import Mission, Trace
 from starcompute.mission.failures import Outage
-from starcompute.mission.health import profile
 from starcompute.mission.requestlog import RequestLog
-from starcompute.mission.wire import QueryPacket, encode
-from starcompute.security.telecommand import Command, CommandLink, TelecommandError
-from starcompute.times import format_utc, from_offsets, offsets_s
+from starcompute.mission.spacelink import Arrival, SpaceLink, answer_bytes, job_bytes
+from starcompute.node.jobs import DEFAULT_CHUNK_TOKENS, Query
+from starcompute.times import OrbitClock, format_utc, offsets_s
 
-ANSWER_OVERHEAD_BYTES = 64  # packet header, CRC and JSON framing of an answer (approx.)
+TokenCounter = Callable[[GenerationRequest], int]
 
 
 class QueueFullError(StarcomputeError):
@@ -58,58 +57,8 @@ class PlanEndedError(StarcomputeError):
         super().__init__(f"the mission plan ends at {format_utc(end)}: no new queries")
 
 
-@dataclass(slots=True)
-class LiveClock:
-    """Orbit time = ``orbit_start`` + (wall time since start) x ``time_scale``."""
-
-    orbit_start: np.datetime64
-    time_scale: float = 1.0
-    wall_start: float = field(default_factory=time.monotonic)
-    wait: bool = True  # False: report orbital waits but do not hold answers for them
-
-    def __post_init__(self) -> None:
-        if not (np.isfinite(self.time_scale) and self.time_scale > 0):
-            raise InputError(f"time scale must be > 0, got {self.time_scale}")
-
-    def now(self) -> np.datetime64:
-        now: np.datetime64 = from_offsets(self.orbit_start, [self.elapsed_s()])[0]
-        return now
-
-    def elapsed_s(self) -> float:
-        """Orbit seconds since ``orbit_start``."""
-        return (time.monotonic() - self.wall_start) * self.time_scale
-
-    def wall_until(self, when: np.datetime64) -> float:
-        """Wall seconds until orbit time ``when`` (0 if past, or when not waiting)."""
-        if not self.wait:
-            return 0.0
-        return max(0.0, float(offsets_s(when, self.now())) / self.time_scale)
-
-
-class _Mailbox:
-    """Pieces from the engine's thread to the event loop, one wake-up per burst: the
-    engine emits a piece for every request at every decode step, and waking the loop
-    for each would cost the engine its speed (the GIL)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.lock = threading.Lock()
-        self.items: list[tuple[asyncio.Queue[str | None], str | None]] = []
-        self.scheduled = False
-
-    def post(self, queue: asyncio.Queue[str | None], item: str | None) -> None:
-        with self.lock:
-            self.items.append((queue, item))
-            if self.scheduled:
-                return
-            self.scheduled = True
-        self.loop.call_soon_threadsafe(self._flush)
-
-    def _flush(self) -> None:
-        with self.lock:
-            items, self.items, self.scheduled = self.items, [], False
-        for queue, item in items:
-            queue.put_nowait(item)
+class _StruckError(Exception):
+    """The trip must be planned again (a failure struck it, or its satellite is silent)."""
 
 
 @dataclass(slots=True)
@@ -125,9 +74,12 @@ class Event:
     """What a request yields: ``planned`` (trace), ``piece`` (text), ``done``."""
 
     kind: str
+    request_id: str = ""
     text: str = ""
     trace: Trace | None = None
     completion: Completion | None = None
+    wall_ttft_s: float | None = None  # wall seconds from the request to its first text
+    wall_s: float = 0.0  # wall seconds from the request to this event
 
     def planned(self) -> Trace:
         """The trace of a ``planned`` or ``done`` event."""
@@ -143,166 +95,291 @@ class Event:
 
 
 class GroundSegment:
-    """Mission control, the engine and the request log behind the gateway."""
+    """Mission control, the space link and the request log behind the gateway."""
 
     def __init__(
         self,
         mission: Mission,
-        engine: Engine,
-        clock: LiveClock,
+        link: SpaceLink,
+        clock: OrbitClock,
         log: RequestLog | None = None,
         max_queue: int = 64,
         policy: str = "earliest-completion",
         deadline_s: float = 3600.0,
-        max_batch: int = 16,
         replan: Callable[[np.datetime64], Mission] | None = None,
+        model: str = "model",
+        tokens: TokenCounter | None = None,
+        chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+        silence_s: float | None = None,
     ) -> None:
         """``replan(start)``: a new mission plan from ``start`` when the clock nears the
-        end of the current one (None: requests past the plan are refused)."""
+        end of the current one (None: requests past the plan are refused). ``silence_s``:
+        orbit seconds past a trip's planned delivery after which a satellite that sent
+        nothing is taken as failed and the query is planned again (None: never)."""
         if max_queue < 1:
             raise InputError(f"queue size must be >= 1, got {max_queue}")
-        self.mission, self.engine, self.clock = mission, engine, clock
+        self.mission, self.link, self.clock = mission, link, clock
         self.log = log or RequestLog()
         self.max_queue, self.policy, self.deadline_s = max_queue, policy, deadline_s
-        self._coming = 0  # admitted, not yet handed to the engine
-        self.batcher = Batcher(engine, max_batch, coming=lambda: self._coming)
-        self._planner = ThreadPoolExecutor(1, thread_name_prefix="mission-control")
-        self.replan = replan
-        self._box: _Mailbox | None = None
+        self.replan, self.model, self.tokens = replan, model, tokens
+        self.chunk_tokens, self.silence_s = chunk_tokens, silence_s
+        self.planner = ThreadPoolExecutor(1, thread_name_prefix="mission-control")
         self.in_flight = 0
         self.completed = 0
         self._trips: dict[str, _Trip] = {}  # requests in flight by id
-        self.commands = CommandLink(frozenset(mission.const.names))  # the uplink's keys
 
     def close(self) -> None:
-        self.batcher.close()
-        self._planner.shutdown(wait=True)
+        close = getattr(self.link, "close", None)
+        if close is not None:
+            close()
+        self.planner.shutdown(wait=True)
 
-    def admit(self) -> str:
-        """Take a place in the queue (raises QueueFullError) and return a new request id."""
+    # ------------------------------------------------------------------ requests
+    def _admit(self) -> str:
         if self.in_flight >= self.max_queue:
-            raise QueueFullError(self.max_queue, self._retry_after_s())
+            retry = float(max(1, round(self.max_queue / 16)))
+            raise QueueFullError(self.max_queue, retry)
         self.in_flight += 1
-        self._coming += 1
         return f"chatcmpl-{uuid.uuid4().hex[:24]}"
-
-    def release(self) -> None:
-        self.in_flight = max(0, self.in_flight - 1)
-
-    def _retry_after_s(self) -> float:
-        return float(max(1, round(self.max_queue / max(self.batcher.max_batch, 1))))
 
     def prompt_tokens(self, request: GenerationRequest) -> int:
         """Token count of the prompt (validates it against the context window)."""
-        encode_fn = getattr(self.engine, "encode", None)
-        if encode_fn is not None:
-            return len(encode_fn(request))
+        if self.tokens is not None:
+            return self.tokens(request)
         text = request.prompt or " ".join(m.content for m in request.messages)
         return max(1, round(1.3 * len(text.split())))
 
-    async def run(self, request_id: str, request: GenerationRequest) -> AsyncIterator[Event]:
-        """Plan, wait for the satellite, generate (pieces as they come), deliver."""
-        handed = [False]  # set once the engine has the request
+    async def request(
+        self, request: GenerationRequest, key_id: str | None = None, stream: bool = False
+    ) -> AsyncIterator[Event]:
+        """Admit (QueueFullError), plan (DeadlineError, InputError), serve: ``planned``,
+        then ``piece`` events as answer chunks reach the ground, then ``done``. However
+        it ends, the queue place is given back and the outcome is logged."""
+        request_id = self._admit()
+        self.log.start(request_id, time.time(), key_id, self.model, stream)
         gone = threading.Event()  # the caller stopped listening: the engine drops it
         request = dataclasses.replace(request, cancelled=gone.is_set)
+        outcome: dict[str, Any] = {"status": "cancelled", "error": None}
         try:
-            async for event in self._run(request_id, request, handed):
+            async for event in self._run(request_id, request, outcome):
                 yield event
+        except Exception as exc:
+            outcome.update(status="failed", error=str(exc))
+            raise
         finally:
             gone.set()
-            if not handed[0]:
-                self._coming -= 1
+            self.in_flight = max(0, self.in_flight - 1)
+            if outcome["status"] != "completed":
+                self.log.finish(request_id, status=outcome["status"], error=outcome["error"])
 
     async def _run(
-        self, request_id: str, request: GenerationRequest, handed: list[bool]
+        self, request_id: str, request: GenerationRequest, outcome: dict[str, Any]
     ) -> AsyncIterator[Event]:
-        loop = asyncio.get_running_loop()
+        t0 = time.perf_counter()
         prompt_tokens = self.prompt_tokens(request)
-        text = " ".join(m.content for m in request.messages) if request.messages else request.prompt
-        query_bytes = len(encode(QueryPacket(1, self.engine.name, text or "", request.max_tokens)))
-        answer_bytes = ANSWER_OVERHEAD_BYTES + 8 * request.max_tokens
-        digest = hashlib.sha256((text or "").encode()).hexdigest()
-
-        async def plan() -> Trace:  # from the ground, at orbit now
-            at = self.clock.now()
-            return await loop.run_in_executor(
-                self._planner,
-                lambda: self._current(at).submit(
-                    None, at, prompt_tokens, request.max_tokens, query_bytes, answer_bytes,
-                    self.policy, self.deadline_s,
-                ),
-            )  # fmt: skip
-
-        trip = _Trip(await plan())
+        if request.temperature > 0 and request.seed is None:  # a re-run repeats the tokens
+            request = dataclasses.replace(request, seed=secrets.randbits(31))
+        query = Query.of(request_id, request, self.chunk_tokens)
+        sizes = (job_bytes(query, self.model), answer_bytes(request.max_tokens, self.chunk_tokens))
+        trip = _Trip(await self._plan(prompt_tokens, request.max_tokens, *sizes))
         self._trips[request_id] = trip
         try:
-            yield Event("planned", trace=trip.trace)
-            await self._hold(trip, lambda t: t.inference_start, plan)
-            self._command_job(trip.trace.serving_satellite, request_id, digest, request.max_tokens)
-            pieces: asyncio.Queue[str | None] = asyncio.Queue()
-            mailbox = self._mailbox(loop)
-            future = self.batcher.submit(request, lambda piece: mailbox.post(pieces, piece))
-            handed[0] = True
-            self._coming -= 1
-            future.add_done_callback(lambda _: mailbox.post(pieces, None))
-            finished = False
-            while not finished:
-                burst = [await pieces.get()]
-                while not pieces.empty():  # whatever else has arrived goes out together
-                    burst.append(pieces.get_nowait())
-                finished = burst[-1] is None
-                text = "".join(p for p in burst if p is not None)
-                if text:
-                    yield Event("piece", text=text)
-            done = future.result()  # raises what the engine raised
-            await self._hold(trip, lambda t: t.delivered, plan)
-            self.completed += 1
-            yield Event("done", trace=trip.trace, completion=done)
+            yield Event("planned", request_id, trace=trip.trace, wall_s=time.perf_counter() - t0)
+            arrivals: list[Arrival] = []
+            ttft: float | None = None
+            async for arrival in self._arrivals(query, trip, request, prompt_tokens, sizes):
+                arrivals.append(arrival)
+                if arrival.chunk.text:
+                    ttft = ttft if ttft is not None else time.perf_counter() - t0
+                    yield Event("piece", request_id, text=arrival.chunk.text)
+            done = self._finish(request_id, trip.trace, arrivals, ttft, time.perf_counter() - t0)
+            outcome["status"] = "completed"
+            yield done
         finally:
             self._trips.pop(request_id, None)
 
-    def _command_job(self, satellite: str, request_id: str, digest: str, max_tokens: int) -> None:
-        """The job goes up as an authenticated telecommand bound to its query (SHA-256);
-        the satellite runs only what it opened and verified."""
-        job = {"query_id": request_id, "model": self.engine.name, "max_tokens": max_tokens,
-               "sha256": digest}  # fmt: skip
-        _, arrived = self.commands.send(satellite, Command("run-job", job))
-        if arrived.args.get("sha256") != digest:
-            raise TelecommandError("bad-payload", f"job {request_id} does not match its query")
-
-    async def _hold(
+    async def _arrivals(
         self,
+        query: Query,
         trip: _Trip,
-        when: Callable[[Trace], np.datetime64 | None],
-        plan: Callable[[], Awaitable[Trace]],
-    ) -> None:
-        """Wait (on the live clock) until ``when(trip.trace)``; if a failure strikes the
-        trip meanwhile, plan it again from the ground and wait for the new time."""
-        while (target := when(trip.trace)) is not None:
-            if not trip.struck.is_set():
-                try:
-                    await asyncio.wait_for(trip.struck.wait(), self.clock.wall_until(target))
-                except TimeoutError:
-                    return
-            trip.struck.clear()
-            replans = trip.trace.replans + 1
-            trip.trace = await plan()
-            trip.trace.replans = replans
+        request: GenerationRequest,
+        prompt_tokens: int,
+        sizes: tuple[int, int],
+    ) -> AsyncIterator[Arrival]:
+        """The answer's chunks in order, each once, across re-plans (each attempt is a
+        job of its own: ``<request id>.<attempt>``)."""
+        given, attempt = 0, 0
+        while True:
+            job = dataclasses.replace(query, query_id=f"{query.query_id}.{attempt}")
+            held: dict[int, Arrival] = {}
+            try:
+                async for arrival in self._watch(job, trip, request):
+                    held[arrival.chunk.seq] = arrival
+                    while given in held:  # in order: chunks may come down different ways
+                        out = held.pop(given)
+                        given += 1
+                        yield out
+                        if out.chunk.final:
+                            return
+                raise StarcomputeError(
+                    f"the answer to {query.query_id} ended without its last chunk"
+                )
+            except _StruckError:
+                attempt += 1
+                trip.trace = await self._plan(prompt_tokens, request.max_tokens, *sizes)
+                trip.trace.replans = attempt
+
+    async def _watch(
+        self, job: Query, trip: _Trip, request: GenerationRequest
+    ) -> AsyncIterator[Arrival]:
+        """The link's arrivals for one attempt; _StruckError if a failure strikes the trip or
+        the satellite stays silent ``silence_s`` past the planned delivery (or past its
+        last chunk, once that is later) and nothing else of it came down meanwhile."""
+        source = self.link.serve(job, trip.trace, self.model, request.cancelled).__aiter__()
+        pending: asyncio.Future[Arrival] | None = None
+        struck: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(source))
+                struck = asyncio.ensure_future(trip.struck.wait())
+                timeout = self._silence_wall_s(trip)
+                await asyncio.wait(
+                    {pending, struck}, timeout=timeout, return_when="FIRST_COMPLETED"
+                )
+                struck.cancel()
+                if pending.done() and not trip.struck.is_set():
+                    done, pending = pending, None
+                    try:
+                        arrival = done.result()
+                    except StopAsyncIteration:
+                        return
+                    except StarcomputeError:  # e.g. no way down: a failure may be why
+                        if not any(self._strikes(o, trip.trace) for o in self.mission.outages):
+                            raise
+                        raise _StruckError from None
+                    yield await self._planned(arrival, trip.trace)
+                    continue
+                if not trip.struck.is_set():
+                    if self._heard_lately(trip.trace.serving_satellite):
+                        continue  # alive (it reports), only slow: keep waiting for it
+                    await self._silent(trip.trace)
+                trip.struck.clear()
+                raise _StruckError
+        finally:
+            for task in (pending, struck):  # nothing of this attempt is left running
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+            close = getattr(source, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+
+    def _strikes(self, outage: Outage, trace: Trace) -> bool:
+        """Does ``outage`` strike a trip in flight? Any leg it needs while it is out
+        (``Outage.hits``), or its serving satellite from now or before the planned
+        delivery: that satellite holds the job until its answer is down, which may be
+        later than planned (the plan's inference time is the hardware's; the host running
+        it may be slower)."""
+        if outage.kind == "satellite" and outage.target == trace.serving_satellite:
+            return bool(outage.start <= max(trace.delivered, self.clock.now()))
+        return outage.hits(trace.legs)
+
+    async def _planned(self, arrival: Arrival, trace: Trace) -> Arrival:
+        """The arrival with the plan's time for it, where the link did not give one: the
+        earliest route down from when the satellite's hardware would have computed it."""
+        if arrival.planned is not None:
+            return arrival
+        m = self.mission
+        loop = asyncio.get_running_loop()
+        planned = await loop.run_in_executor(
+            self.planner, lambda: chunk_plan(m, arrival.chunk, trace)
+        )
+        return dataclasses.replace(arrival, planned=planned)
+
+    def _heard_lately(self, satellite: str) -> bool:
+        """Has anything from ``satellite`` come down within ``silence_s``?"""
+        heard = getattr(self.link, "heard_from", lambda _: None)(satellite)
+        if heard is None or self.silence_s is None:
+            return False
+        return float(offsets_s(self.clock.now(), heard)) < self.silence_s
+
+    def _silence_wall_s(self, trip: _Trip) -> float | None:
+        if self.silence_s is None:
+            return None
+        return self.clock.wall_until(trip.trace.delivered) + self.silence_s / self.clock.time_scale
+
+    async def _silent(self, trace: Trace) -> None:
+        """The serving satellite said nothing long past the planned delivery: mission
+        control takes it as out for a while (other trips on it are struck too)."""
+        outage = Outage.lasting(
+            "satellite",
+            trace.serving_satellite,
+            self.clock.now(),
+            max(self.silence_s or 60.0, 60.0) / 60.0,
+            "silent",
+        )
+        await self.fail(outage)
+
+    def _finish(
+        self,
+        request_id: str,
+        trace: Trace,
+        arrivals: list[Arrival],
+        ttft: float | None,
+        wall_s: float,
+    ) -> Event:
+        last = arrivals[-1].chunk
+        if last.finish_reason == "error":
+            raise StarcomputeError(f"the satellite could not answer: {last.text}")
+        text = "".join(a.chunk.text for a in arrivals)
+        completion = Completion(
+            text,
+            last.prompt_tokens,
+            last.completion_tokens,
+            last.finish_reason or "stop",
+            ttft or 0.0,
+            wall_s,
+        )
+        trace.observed = observed(self.link.name, trace, arrivals)
+        self.completed += 1
+        self.log.finish(
+            request_id,
+            status="completed",
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            wall_ttft_s=ttft,
+            wall_total_s=wall_s,
+            orbit_submitted=format_utc(trace.submitted),
+            orbit_delivered=format_utc(arrivals[-1].delivered),
+            trace=trace.to_dict(),
+        )
+        return Event(
+            "done", request_id, trace=trace, completion=completion, wall_ttft_s=ttft, wall_s=wall_s
+        )
+
+    # ------------------------------------------------------------------ planning
+    async def _plan(self, prompt_tokens: int, max_tokens: int, up: int, down: int) -> Trace:
+        """Book the trip from the ground at orbit now (on the planner thread)."""
+        at = self.clock.now()
+        return await asyncio.get_running_loop().run_in_executor(
+            self.planner,
+            lambda: self._current(at).submit(
+                None, at, prompt_tokens, max_tokens, up, down, self.policy, self.deadline_s
+            ),
+        )
 
     async def fail(self, outage: Outage) -> list[str]:
         """Plan around ``outage`` from now on; the requests whose trips it strikes are
         planned again from the ground (their ids are returned)."""
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._planner, lambda: self.mission.fail(outage))
-        struck = [rid for rid, trip in self._trips.items() if outage.hits(trip.trace.legs)]
+        await loop.run_in_executor(self.planner, lambda: self.mission.fail(outage))
+        struck = [rid for rid, trip in self._trips.items() if self._strikes(outage, trip.trace)]
         for rid in struck:
             self._trips[rid].struck.set()
         return struck
-
-    def _mailbox(self, loop: asyncio.AbstractEventLoop) -> _Mailbox:
-        if self._box is None or self._box.loop is not loop:
-            self._box = _Mailbox(loop)
-        return self._box
 
     def _current(self, at: np.datetime64) -> Mission:
         """The mission plan covering ``at`` plus a deadline (rolled forward if need be;
@@ -317,80 +394,77 @@ class GroundSegment:
                     self.mission.fail(outage)
         return self.mission
 
-    def contacts(self, window_s: float) -> dict[str, Any]:
-        """Ground and laser-link windows open now or opening within ``window_s``."""
-        m, now = self.mission, self.clock.now()
-        t = float(offsets_s(now, m.plan.start))
-        g, isl = m.plan.ground, m.plan.isl
-        names, stations = m.plan.satellites, m.plan.stations
-        ground = np.flatnonzero((g.los_s > t) & (g.aos_s < t + window_s))
-        lasers = np.flatnonzero((isl.end_s > t) & (isl.start_s < t + window_s))
+    def command(
+        self, satellite: str, kind: str | None, args: dict[str, Any], packet: bytes | None
+    ) -> dict[str, Any]:
+        """An operator's telecommand, or a raw packet from any transmitter, to a satellite."""
+        return self.link.command(satellite, kind, args, packet)
 
-        def at(seconds: float) -> str:
-            return str(format_utc(from_offsets(m.plan.start, [seconds])[0]))
-
+    # ------------------------------------------------------------------ views
+    def health(self) -> dict[str, Any]:
         return {
-            "orbit_time": format_utc(now),
-            "ground": [
-                {
-                    "station": stations[int(g.station[k])],
-                    "satellite": names[int(g.satellite[k])],
-                    "aos": at(float(g.aos_s[k])),
-                    "los": at(float(g.los_s[k])),
-                    "open": bool(g.aos_s[k] <= t),
-                }
-                for k in ground
-            ],
-            "isl": [
-                {
-                    "a": names[int(isl.a[k])],
-                    "b": names[int(isl.b[k])],
-                    "start": at(float(isl.start_s[k])),
-                    "end": at(float(isl.end_s[k])),
-                    "open": bool(isl.start_s[k] <= t),
-                }
-                for k in lasers
-            ],
+            "status": "ok",
+            "model": self.model,
+            "orbit_time": format_utc(self.clock.now()),
+            "time_scale": self.clock.time_scale,
+            "in_flight": self.in_flight,
+            "queue_limit": self.max_queue,
+            "completed": self.completed,
+            **self.link.stats(),
         }
 
-    def _geodetic_now(self) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-        """(plan seconds now, and every satellite's latitude, longitude deg, altitude km)."""
-        from starcompute.orbits.frames import ecef_to_geodetic
-
-        m = self.mission
-        t_s = float(offsets_s(self.clock.now(), m.plan.start))
-        t_s = min(max(t_s, 0.0), m.plan.duration_s)
-        r = m.eph.r_ecef_at(np.arange(m.n_sat), np.full(m.n_sat, t_s))
-        lat, lon, alt = ecef_to_geodetic(r)
-        return t_s, lat, lon, alt
-
-    def seu_rate_per_bit_per_day(self) -> float:
-        """The constellation's mean upset rate now: the radiation model at every
-        satellite's position (one engine stands for all the serving satellites)."""
-        from starcompute.spacecraft.radiation import seu_rate_per_bit_per_day
-
-        _, lat, lon, alt = self._geodetic_now()
-        return float(np.mean(seu_rate_per_bit_per_day(lat, lon, alt)))
+    def contacts(self, window_s: float) -> dict[str, Any]:
+        return views.contacts(self.mission, self.clock.now(), window_s)
 
     def positions(self) -> dict[str, Any]:
-        """Every satellite now: sub-satellite point, altitude, sunlit, battery, role."""
-        m, now = self.mission, self.clock.now()
-        t_s, lat, lon, alt = self._geodetic_now()
-        out = []
-        for i in range(m.n_sat):
-            energy, temp = m.health.at(i, t_s) if m.health else (float("nan"), float("nan"))
-            capacity = profile(m.const.hardware[i]).battery.capacity_wh
-            out.append(
-                {
-                    "name": m.const.names[i],
-                    "role": m.const.roles[i],
-                    "shell": m.const.shells[i],
-                    "lat_deg": round(float(lat[i]), 4),
-                    "lon_deg": round(float(lon[i]), 4),
-                    "alt_km": round(float(alt[i]), 3),
-                    "sunlit": m.health.sunlit_at(i, t_s) if m.health else None,
-                    "battery_soc": round(energy / capacity, 4),
-                    "temperature_c": round(temp, 2),
-                }
-            )
-        return {"orbit_time": format_utc(now), "satellites": out}
+        return views.positions(self.mission, self.clock.now())
+
+    def seu_rate_per_bit_per_day(self) -> float:
+        return views.mean_seu_rate(self.mission, self.clock.now())
+
+
+def _received_late_s(trace: Trace, chunk: Any) -> float | None:
+    """The query's arrival on board (the node's clock) minus the plan's."""
+    from starcompute.dtn.bundle import from_dtn_ms
+
+    up = [g for g in trace.legs if g.dst == trace.serving_satellite]
+    if not up:
+        return None
+    return round(float(offsets_s(from_dtn_ms(chunk.received_ms), up[0].arrive)), 3)
+
+
+def chunk_plan(m: Mission, chunk: Any, trace: Trace) -> np.datetime64:
+    """When the plan would deliver ``chunk``: released at its predicted (hardware) time,
+    down by the earliest route from then (nothing booked); the trace's delivery if none."""
+    from starcompute.dtn.bundle import from_dtn_ms
+    from starcompute.mission.spacelink import CHUNK_OVERHEAD_BYTES
+
+    t_s = float(offsets_s(from_dtn_ms(chunk.predicted_ms), m.plan.start))
+    size = CHUNK_OVERHEAD_BYTES + len(chunk.text.encode())
+    found = m.downlink(m.const.index(chunk.satellite), t_s, size)
+    if found is None:
+        return trace.delivered
+    return m.plan.start + np.timedelta64(round(found[1] * 1e9), "ns")
+
+
+def observed(link: str, trace: Trace, arrivals: list[Arrival]) -> dict[str, Any]:
+    """What happened to a request, beside what was planned: per chunk its on-board
+    times (host computed, hardware predicted, released) and its arrival on the ground."""
+    from starcompute.dtn.bundle import from_dtn_ms
+
+    first, last = arrivals[0], arrivals[-1]
+    c = last.chunk
+    return {
+        "link": link,
+        "pace": c.pace,
+        "serving_satellite": c.satellite,
+        "received_on_board": format_utc(from_dtn_ms(c.received_ms)),
+        "inference_start": format_utc(from_dtn_ms(c.started_ms)),
+        "host_inference_s": round((c.computed_ms - c.started_ms) / 1000.0, 3),
+        "predicted_inference_s": round((c.predicted_ms - c.started_ms) / 1000.0, 3),
+        "first_delivery": format_utc(first.delivered),
+        "delivered": format_utc(last.delivered),
+        "delivered_minus_planned_s": round(float(offsets_s(last.delivered, trace.delivered)), 3),
+        "query_received_minus_planned_s": _received_late_s(trace, c),
+        "chunks": [a.to_dict() for a in arrivals],
+    }

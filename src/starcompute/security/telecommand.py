@@ -128,6 +128,13 @@ class GroundKeys:
         self.key, self.next_sequence = new_key, 1
         return packet
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key.to_args(), "next_sequence": self.next_sequence}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> GroundKeys:
+        return cls(Key.from_args(doc["key"]), int(doc["next_sequence"]))
+
 
 @dataclass(slots=True)
 class ReplayWindow:
@@ -166,6 +173,29 @@ class SatelliteKeys:
 
     def __post_init__(self) -> None:
         self.window = ReplayWindow(self.window_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything the satellite must keep across a restart (keys, replay window,
+        counters): persisted after every command it accepts."""
+        return {
+            "active": self.active.to_args(),
+            "window_size": self.window_size,
+            "retired": sorted(self.retired),
+            "highest": self.window.highest,
+            "seen": sorted(self.window.seen),
+            "accepted": self.accepted,
+            "rejected": dict(self.rejected),
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> SatelliteKeys:
+        keys = cls(Key.from_args(doc["active"]), int(doc.get("window_size", DEFAULT_WINDOW)))
+        keys.retired = {int(k) for k in doc.get("retired", [])}
+        keys.window.highest = int(doc.get("highest", 0))
+        keys.window.seen = {int(k) for k in doc.get("seen", [])}
+        keys.accepted = int(doc.get("accepted", 0))
+        keys.rejected = Counter({str(k): int(v) for k, v in doc.get("rejected", {}).items()})
+        return keys
 
     def open(self, packet: bytes) -> Command:
         """Authenticate, check freshness and decrypt one packet; counts the outcome."""
@@ -237,7 +267,7 @@ class CommandLink:
     ground: dict[str, GroundKeys] = field(default_factory=dict)
     onboard: dict[str, SatelliteKeys] = field(default_factory=dict)
 
-    def _ends(self, satellite: str) -> tuple[GroundKeys, SatelliteKeys]:
+    def ends(self, satellite: str) -> tuple[GroundKeys, SatelliteKeys]:
         if satellite not in self.satellites:
             raise InputError(f"no satellite {satellite!r} in the constellation")
         if satellite not in self.ground:
@@ -247,18 +277,18 @@ class CommandLink:
 
     def send(self, satellite: str, command: Command) -> tuple[bytes, Command]:
         """Seal ``command`` on the ground and open it on board: (packet, what arrived)."""
-        ground, onboard = self._ends(satellite)
+        ground, onboard = self.ends(satellite)
         packet = ground.seal(command)
         return packet, onboard.open(packet)
 
     def receive(self, satellite: str, packet: bytes) -> Command:
         """A packet from anyone's transmitter, opened on board (TelecommandError if it
         is not authentic and fresh)."""
-        return self._ends(satellite)[1].open(packet)
+        return self.ends(satellite)[1].open(packet)
 
     def rotate(self, satellite: str) -> bytes:
         """Install the satellite's next key (sent under the current one); the packet."""
-        ground, onboard = self._ends(satellite)
+        ground, onboard = self.ends(satellite)
         packet = ground.rotate(Key.generate(ground.key.key_id % 0xFFFF + 1))
         onboard.open(packet)
         return packet

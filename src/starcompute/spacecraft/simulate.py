@@ -96,7 +96,7 @@ class SatState:
     ledger: EnergyLedger
 
 
-def _new_state(hw: HardwareProfile, n: int, soc0: float, temp0_c: float) -> SatState:
+def new_state(hw: HardwareProfile, n: int, soc0: float, temp0_c: float) -> SatState:
     e0 = np.full(n, hw.battery.capacity_wh * soc0)
     t0 = np.full(n, temp0_c + KELVIN)
     return SatState(
@@ -248,7 +248,7 @@ def simulate_power(
     profiles = {name: load_hardware(name) for name in dict.fromkeys(const.hardware)}
     groups = {name: np.flatnonzero(np.array(const.hardware) == name) for name in profiles}
     states = {
-        k: _new_state(profiles[k], len(g), initial_soc, initial_temp_c) for k, g in groups.items()
+        k: new_state(profiles[k], len(g), initial_soc, initial_temp_c) for k, g in groups.items()
     }
     coarse_n = int(np.ceil(duration_s / COARSE_STEP_S))
     eph = propagate(const, time_grid(start, coarse_n * COARSE_STEP_S, COARSE_STEP_S))

@@ -1,0 +1,91 @@
+"""What the constellation looks like now, for the dashboard and the operator API:
+contacts open or opening, every satellite's position and health, the upset rate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from starcompute.mission.control import Mission
+from starcompute.mission.health import profile
+from starcompute.times import format_utc, from_offsets, offsets_s
+
+
+def contacts(m: Mission, now: np.datetime64, window_s: float) -> dict[str, Any]:
+    """Ground and laser-link windows open at ``now`` or opening within ``window_s``."""
+    t = float(offsets_s(now, m.plan.start))
+    g, isl = m.plan.ground, m.plan.isl
+    names, stations = m.plan.satellites, m.plan.stations
+    ground = np.flatnonzero((g.los_s > t) & (g.aos_s < t + window_s))
+    lasers = np.flatnonzero((isl.end_s > t) & (isl.start_s < t + window_s))
+
+    def at(seconds: float) -> str:
+        return str(format_utc(from_offsets(m.plan.start, [seconds])[0]))
+
+    return {
+        "orbit_time": format_utc(now),
+        "ground": [
+            {
+                "station": stations[int(g.station[k])],
+                "satellite": names[int(g.satellite[k])],
+                "aos": at(float(g.aos_s[k])),
+                "los": at(float(g.los_s[k])),
+                "open": bool(g.aos_s[k] <= t),
+            }
+            for k in ground
+        ],
+        "isl": [
+            {
+                "a": names[int(isl.a[k])],
+                "b": names[int(isl.b[k])],
+                "start": at(float(isl.start_s[k])),
+                "end": at(float(isl.end_s[k])),
+                "open": bool(isl.start_s[k] <= t),
+            }
+            for k in lasers
+        ],
+    }
+
+
+def geodetic(m: Mission, now: np.datetime64) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """(plan seconds now, and every satellite's latitude, longitude deg, altitude km)."""
+    from starcompute.orbits.frames import ecef_to_geodetic
+
+    t_s = float(offsets_s(now, m.plan.start))
+    t_s = min(max(t_s, 0.0), m.plan.duration_s)
+    r = m.eph.r_ecef_at(np.arange(m.n_sat), np.full(m.n_sat, t_s))
+    lat, lon, alt = ecef_to_geodetic(r)
+    return t_s, lat, lon, alt
+
+
+def mean_seu_rate(m: Mission, now: np.datetime64) -> float:
+    """The constellation's mean upset rate now (/bit/day): the radiation model at every
+    satellite's position (one engine stands for all the serving satellites)."""
+    from starcompute.spacecraft.radiation import seu_rate_per_bit_per_day
+
+    _, lat, lon, alt = geodetic(m, now)
+    return float(np.mean(seu_rate_per_bit_per_day(lat, lon, alt)))
+
+
+def positions(m: Mission, now: np.datetime64) -> dict[str, Any]:
+    """Every satellite now: sub-satellite point, altitude, sunlit, battery, role."""
+    t_s, lat, lon, alt = geodetic(m, now)
+    out = []
+    for i in range(m.n_sat):
+        energy, temp = m.health.at(i, t_s) if m.health else (float("nan"), float("nan"))
+        capacity = profile(m.const.hardware[i]).battery.capacity_wh
+        out.append(
+            {
+                "name": m.const.names[i],
+                "role": m.const.roles[i],
+                "shell": m.const.shells[i],
+                "lat_deg": round(float(lat[i]), 4),
+                "lon_deg": round(float(lon[i]), 4),
+                "alt_km": round(float(alt[i]), 3),
+                "sunlit": m.health.sunlit_at(i, t_s) if m.health else None,
+                "battery_soc": round(energy / capacity, 4),
+                "temperature_c": round(temp, 2),
+            }
+        )
+    return {"orbit_time": format_utc(now), "satellites": out}

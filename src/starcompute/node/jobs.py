@@ -1,0 +1,189 @@
+"""Jobs and answers as they travel: the payloads of job and answer bundles.
+
+A **job** is the query (CBOR: id, prompt or chat messages, sampling, chunk size)
+together with the authenticated ``run-job`` telecommand bound to it: the command, sealed
+on the ground under the serving satellite's key (``security.telecommand``), carries the
+SHA-256 of the query's bytes. On board, :func:`open_job` opens the command with the
+satellite's *own* keys (authentication, anti-replay), checks that the query is the one
+it names, and only then returns the query: the engine is given nothing else.
+
+An **answer** goes down as a series of chunks (every ``chunk_tokens`` decode steps, and
+the end), so it can stream as it is downlinked; each carries its on-board times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import cbor2
+
+from starcompute.compute.engine import GenerationRequest, Message
+from starcompute.errors import InputError, StarcomputeError
+from starcompute.security.telecommand import Command, GroundKeys, SatelliteKeys
+
+DEFAULT_CHUNK_TOKENS = 8
+MAX_TEXT_BYTES = 1 << 20
+
+
+class JobError(StarcomputeError):
+    """A job that must not run; ``reason`` is a counter label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        super().__init__(f"job refused ({reason}): {detail}")
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What the user asked, as it travels to orbit."""
+
+    query_id: str
+    prompt: str | None = None
+    messages: tuple[tuple[str, str], ...] = ()  # (role, content)
+    max_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS
+
+    @classmethod
+    def of(cls, query_id: str, request: GenerationRequest, chunk_tokens: int) -> Query:
+        return cls(
+            query_id,
+            request.prompt,
+            tuple((m.role, m.content) for m in request.messages),
+            request.max_tokens,
+            request.temperature,
+            request.top_p,
+            request.seed,
+            tuple(request.stop),
+            chunk_tokens,
+        )
+
+    def request(self) -> GenerationRequest:
+        """The engine's request (InputError if a field is out of range)."""
+        return GenerationRequest(
+            prompt=self.prompt,
+            messages=tuple(Message(role, content) for role, content in self.messages),
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            stop=self.stop,
+            seed=self.seed,
+        )
+
+    def to_bytes(self) -> bytes:
+        doc = asdict(self)
+        doc["messages"] = [list(m) for m in self.messages]
+        doc["stop"] = list(self.stop)
+        return bytes(cbor2.dumps(doc, canonical=True))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Query:
+        try:
+            doc = cbor2.loads(data)
+            query = cls(
+                query_id=_text(doc["query_id"]),
+                prompt=None if doc["prompt"] is None else _text(doc["prompt"]),
+                messages=tuple((_text(r), _text(c)) for r, c in doc["messages"]),
+                max_tokens=int(doc["max_tokens"]),
+                temperature=float(doc["temperature"]),
+                top_p=float(doc["top_p"]),
+                seed=None if doc["seed"] is None else int(doc["seed"]),
+                stop=tuple(_text(s) for s in doc["stop"]),
+                chunk_tokens=int(doc["chunk_tokens"]),
+            )
+            query.request()  # every field within its range
+        except (KeyError, TypeError, ValueError, InputError, cbor2.CBORDecodeError) as exc:
+            raise JobError("bad-query", f"{type(exc).__name__}: {exc}") from None
+        if not 1 <= query.chunk_tokens <= 4096:
+            raise JobError("bad-query", f"chunk_tokens {query.chunk_tokens} not within 1..4096")
+        return query
+
+    @property
+    def text(self) -> str:
+        return self.prompt if self.prompt is not None else " ".join(c for _, c in self.messages)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, got {type(value).__name__}")
+    return value
+
+
+def job_command(query: Query, model: str) -> Command:
+    """The ``run-job`` telecommand bound to ``query`` (by the SHA-256 of its bytes)."""
+    return Command(
+        "run-job",
+        {
+            "query_id": query.query_id,
+            "model": model,
+            "max_tokens": query.max_tokens,
+            "sha256": hashlib.sha256(query.to_bytes()).hexdigest(),
+        },
+    )
+
+
+def seal_job(keys: GroundKeys, query: Query, model: str) -> bytes:
+    """The job bundle's payload: the sealed telecommand and the query it names."""
+    packet = keys.seal(job_command(query, model))
+    return bytes(cbor2.dumps({"telecommand": packet, "query": query.to_bytes()}))
+
+
+def open_job(keys: SatelliteKeys, payload: bytes) -> tuple[Query, Command]:
+    """Authenticate a job on board and return its query (JobError or TelecommandError,
+    with a reason, for anything forged, tampered, replayed or malformed)."""
+    try:
+        doc = cbor2.loads(payload)
+        packet, query_bytes = doc["telecommand"], doc["query"]
+        if not isinstance(packet, bytes) or not isinstance(query_bytes, bytes):
+            raise TypeError("telecommand and query must be byte strings")
+    except (KeyError, TypeError, ValueError, cbor2.CBORDecodeError) as exc:
+        raise JobError("bad-job", f"{type(exc).__name__}: {exc}") from None
+    command = keys.open(packet)  # raises TelecommandError: auth, replay, stale, ...
+    if command.kind != "run-job":
+        raise JobError("not-a-job", f"a {command.kind!r} command came with a query")
+    if command.args.get("sha256") != hashlib.sha256(query_bytes).hexdigest():
+        raise JobError("binding", "the query is not the one the telecommand names")
+    query = Query.from_bytes(query_bytes)
+    if query.query_id != command.args.get("query_id"):
+        raise JobError("binding", "the query id differs from the telecommand's")
+    return query, command
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of an answer as it leaves the satellite (times: DTN ms, orbit clock)."""
+
+    query_id: str
+    seq: int
+    text: str
+    final: bool
+    satellite: str
+    steps: int  # decode steps done when this chunk closed (cumulative)
+    received_ms: int  # the query bundle arrived on board
+    started_ms: int  # the satellite started on it
+    computed_ms: int  # the host had computed this chunk
+    released_ms: int  # it left the satellite (pace: max(computed, predicted))
+    predicted_ms: int  # when the satellite's hardware would have computed it
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    pace: str = "hardware"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        return bytes(cbor2.dumps(asdict(self), canonical=True))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Chunk:
+        try:
+            doc = cbor2.loads(data)
+            if not isinstance(doc, dict) or len(doc.get("text", "")) > MAX_TEXT_BYTES:
+                raise TypeError("an answer chunk is a map with a text of bounded size")
+            return cls(**doc)
+        except (TypeError, ValueError, cbor2.CBORDecodeError) as exc:
+            raise JobError("bad-chunk", f"{type(exc).__name__}: {exc}") from None

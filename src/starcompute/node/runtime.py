@@ -1,0 +1,228 @@
+"""``Node``: the flight software of one satellite, whatever process it runs in.
+
+It learns about the world only from what reaches it: bundles (through its agent and
+its radio, the link emulator), the contact plan it was given, its own clock and orbit.
+
+* A bundle for its job service is a query with its job telecommand: the node opens the
+  telecommand with its own keys (``node.jobs``) and runs only what verifies; a forged,
+  tampered or replayed one is refused and counted, and the engine never sees it.
+* A verified job is journalled (with the new anti-replay state) before it runs, so a
+  node killed and restarted resumes it: the job bundle leaves the store only once the
+  answer's last chunk is in the store on its way down.
+* Every ``telemetry_s`` orbit seconds a housekeeping bundle goes to mission control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from starcompute.compute.cards import load_card
+from starcompute.compute.engine import Engine
+from starcompute.compute.perf import ComputeTarget, PerformanceModel
+from starcompute.dtn.agent import BundleAgent
+from starcompute.dtn.bundle import dtn_ms
+from starcompute.dtn.eid import MISSION_CONTROL, Eid, NodeNames, Service
+from starcompute.dtn.links import EmulatedLinks, Links
+from starcompute.dtn.router import ContactRouter
+from starcompute.dtn.store import BundleStore, Stored
+from starcompute.links.contact_plan import ContactPlan
+from starcompute.node.config import NodeConfig, parse_address
+from starcompute.node.jobs import Chunk, JobError, Query, open_job
+from starcompute.node.journal import Journal
+from starcompute.node.pace import Pace
+from starcompute.node.runner import JobRunner
+from starcompute.node.state import Onboard
+from starcompute.security.telecommand import SatelliteKeys, TelecommandError
+from starcompute.spacecraft.hardware import HardwareProfile
+from starcompute.times import OrbitClock, format_utc, offsets_s
+
+log = logging.getLogger(__name__)
+TELEMETRY_LIFETIME_S = 6 * 3600.0
+
+
+def pace_for(config: NodeConfig, hardware: HardwareProfile | None) -> Pace:
+    if config.pace == "host" or hardware is None:
+        return Pace("host")
+    target = ComputeTarget.from_profile(hardware)
+    return Pace("hardware", PerformanceModel(load_card(config.timing_card), target, config.quant))
+
+
+class Node:
+    def __init__(
+        self,
+        config: NodeConfig,
+        plan: ContactPlan,
+        store: BundleStore,
+        keys: SatelliteKeys,
+        engine: Engine | None = None,
+        onboard: Onboard | None = None,
+        links: Links | None = None,
+        clock: OrbitClock | None = None,
+    ) -> None:
+        self.config, self.plan, self.store = config, plan, store
+        self.clock = clock or config.clock()
+        self.journal = Journal(store.db)
+        saved = self.journal.keys()
+        self.keys = SatelliteKeys.from_dict(saved) if saved else keys
+        self.engine, self.onboard = engine, onboard
+        if onboard is not None and (state := self.journal.get("onboard")) is not None:
+            onboard.restore(state)  # the battery and radiator as they were
+        names = NodeNames.of(plan.satellites, plan.stations)
+        self.agent = BundleAgent(
+            config.name,
+            names,
+            store,
+            ContactRouter.of(plan),
+            links or EmulatedLinks(*parse_address(config.emulator, "emulator")),
+            self.clock,
+            deliver=self._deliver,
+        )
+        self.runner: JobRunner | None = None
+        if engine is not None:
+            hardware = onboard.hardware if onboard is not None else None
+            self.runner = JobRunner(
+                engine,
+                config.name,
+                self.clock,
+                pace_for(config, hardware),
+                config.max_batch,
+                on_batch=self._ran,
+            )
+        self._tasks: list[asyncio.Task[None]] = []
+        self.port = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> int:
+        host, port = parse_address(self.config.listen, "listen")
+        if self.runner is not None:
+            self.runner.start()
+        self.port = await self.agent.start(host, port)
+        self._tasks.append(asyncio.create_task(self._telemetry()))
+        return self.port
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.agent.stop()
+        if self.runner is not None:
+            await self.runner.stop()
+
+    # ------------------------------------------------------------------ jobs
+    async def _deliver(self, stored: Stored) -> None:
+        bundle = stored.bundle
+        if bundle.destination.service == Service.COMMAND:
+            self._command(stored)
+            return
+        if bundle.destination.service != Service.JOB or self.runner is None:
+            what = "no engine" if self.runner is None else f"service {bundle.destination.service}"
+            self.store.count(f"rejected:not-served ({what})")
+            self.agent.release(stored)
+            return
+        row = self.journal.job(stored.id)
+        if row is None:
+            try:
+                query, _ = open_job(self.keys, bundle.payload)
+            except (JobError, TelecommandError) as exc:
+                self.store.count(f"rejected-jobs:{exc.reason}")
+                self.journal.save_keys(self.keys.to_dict())
+                self.agent.release(stored)
+                log.warning("%s: %s", self.config.name, exc)
+                return
+            received = stored.stored_ms
+            self.journal.verified(
+                stored.id, query.query_id, query.to_bytes(), received, self.keys.to_dict()
+            )
+            skip = 0
+        else:
+            query, received, skip = Query.from_bytes(row.query), row.received_ms, row.chunks_sent
+            if row.state == "answered":
+                self.agent.release(stored)
+                return
+        await self.runner.run(query, received, lambda c: self._emit(stored, c), skip)
+        self.agent.release(stored)
+
+    def _command(self, stored: Stored) -> None:
+        """An operator's telecommand: authenticated with the node's own keys and counted
+        (acting on set-config and upload-model on board is not built yet)."""
+        try:
+            command = self.keys.open(stored.bundle.payload)
+            log.info("%s: accepted telecommand %s", self.config.name, command.kind)
+        except TelecommandError as exc:
+            log.warning("%s: %s", self.config.name, exc)
+        self.journal.save_keys(self.keys.to_dict())
+        self.agent.release(stored)
+
+    def _emit(self, stored: Stored, chunk: Chunk) -> None:
+        """An answer chunk leaves for the ground (custody: it is in the store first)."""
+        to = Eid(MISSION_CONTROL, Service.ANSWER)
+        self.agent.send(self.agent.new_bundle(to, chunk.to_bytes(), Service.ANSWER, 24 * 3600.0))
+        self.journal.chunk_sent(stored.id, chunk.seq, chunk.final)
+        self.store.count("chunks-sent")
+
+    def _ran(self, jobs: int, start_ms: int, end_ms: int) -> None:
+        self.store.count("engine-calls")
+        self.store.count("jobs-run", jobs)
+        if self.onboard is not None:
+            base = dtn_ms(self.plan.start)
+            self.onboard.busy((start_ms - base) / 1000.0, (end_ms - base) / 1000.0)
+
+    # ------------------------------------------------------------------ telemetry
+    def housekeeping(self) -> dict[str, Any]:
+        """What the node reports about itself now."""
+        counters = self.store.counters()
+        doc: dict[str, Any] = {
+            "satellite": self.config.name,
+            "role": self.config.role,
+            "orbit_time": format_utc(self.clock.now()),
+            "queue": len(self.runner.waiting) if self.runner else 0,
+            "jobs_run": counters.get("jobs-run", 0),
+            "engine_calls": counters.get("engine-calls", 0),
+            "rejected_bundles": _prefixed(counters, "rejected:"),
+            "rejected_jobs": _prefixed(counters, "rejected-jobs:"),
+            "commands": {"accepted": self.keys.accepted, "rejected": dict(self.keys.rejected)},
+            "store": self.store.sizes(),
+        }
+        if self.onboard is not None:
+            self.onboard.advance(float(offsets_s(self.clock.now(), self.plan.start)))
+            doc.update(self.onboard.report())
+            self.journal.put("onboard", self.onboard.to_dict())
+        return doc
+
+    async def _telemetry(self) -> None:
+        to = Eid(MISSION_CONTROL, Service.TELEMETRY)
+        while True:
+            await asyncio.sleep(self.clock.wall_s(self.config.telemetry_s))
+            try:
+                payload = json.dumps(self.housekeeping()).encode()
+                self.agent.send(
+                    self.agent.new_bundle(to, payload, Service.TELEMETRY, TELEMETRY_LIFETIME_S)
+                )
+            except Exception:  # housekeeping must never stop the node
+                log.exception("%s: telemetry failed", self.config.name)
+
+
+def _prefixed(counters: dict[str, int], prefix: str) -> dict[str, int]:
+    return {k[len(prefix) :]: v for k, v in counters.items() if k.startswith(prefix)}
+
+
+def node_status(store: BundleStore) -> dict[str, Any]:
+    """What a node's data directory says about it (readable while it runs or not)."""
+    counters = store.counters()
+    journal = Journal(store.db)
+    keys = journal.keys() or {}
+    return {
+        "counters": counters,
+        "store": store.sizes(),
+        "jobs": journal.states(),
+        "engine_calls": counters.get("engine-calls", 0),
+        "rejected_jobs": _prefixed(counters, "rejected-jobs:"),
+        "rejected_bundles": _prefixed(counters, "rejected:"),
+        "commands": {"accepted": keys.get("accepted", 0), "rejected": keys.get("rejected", {})},
+    }
