@@ -38,8 +38,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# 3 workers on 2 cores: many tests wait on scaled orbit time or on servers; each worker
+# (and what it starts) gets one OpenMP thread (tests/conftest.py), so none oversubscribes
 unit: $(STAMP) $(WEB) browser
-	$(BIN)/pytest -n 2 --dist loadfile -q
+	$(BIN)/pytest -n 3 --dist loadfile -q
 
 test: lint typecheck unit
 

@@ -9,6 +9,15 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# One PyTorch/OpenMP pool per core: with `pytest -n 2` on 2 cores, two workers (and the
+# servers they start, which inherit this) each spinning 2 OpenMP threads slow each other
+# several-fold, and a soak's engine starved that way falls behind its passes.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _workers > 1:
+    _threads = str(max(1, (os.cpu_count() or 1) // _workers))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, _threads)
+
 # A real, widely published ISS element set (epoch 2008-09-20; the example of python-sgp4's
 # documentation and of Wikipedia's "Two-line element set" article).
 ISS_TLE = """ISS (ZARYA)

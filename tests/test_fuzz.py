@@ -3,6 +3,7 @@ input must end in a result or the target's documented error, never a crash or a 
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -15,11 +16,19 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ["bundle", "job", "telecommand", "tle", "omm-json", "omm-csv", "scenario", "api"]
 
 
+def _rss_limit_mb() -> int:
+    """libFuzzer's 2 GB budget above this process's peak: Linux carries a process's peak
+    resident set across fork and exec (ru_maxrss), and libFuzzer reads that peak, so a
+    fuzzer started from a test worker that once loaded a model would start "over" 2 GB."""
+    inherited_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    return int(inherited_mb) + 2048
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_fuzzer_short_run(target: str, tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "fuzz" / "fuzz.py"), target, "-runs=3000", "-timeout=10",
-         f"-artifact_prefix={tmp_path}/"],
+         f"-rss_limit_mb={_rss_limit_mb()}", f"-artifact_prefix={tmp_path}/"],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

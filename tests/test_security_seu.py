@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from starcompute.compute.engine import GenerationRequest, Message
-from starcompute.security.seu import ActivationUpsets, ProtectedEngine, SeuInjector, WeightGuard
+from starcompute.security.seu import ProtectedEngine, SeuInjector, WeightGuard
 from starcompute.spacecraft.radiation import seu_rate_per_bit_per_day
 from starcompute.train.config import TrainConfig
 from starcompute.train.model import build_model
@@ -59,8 +59,13 @@ def engine():  # type: ignore[no-untyped-def]
     return TransformersEngine(max_batch=32)
 
 
+# An empty system prompt: the chat template's default one would be 16 of each query's 38
+# prompt tokens, and on a CPU the prefill is most of what a 6-token answer costs.
 BATCH = [
-    GenerationRequest(messages=(Message("user", f"What is {i} + {i * 3}?"),), max_tokens=6)
+    GenerationRequest(
+        messages=(Message("system", ""), Message("user", f"What is {i} + {i * 3}?")),
+        max_tokens=6,
+    )
     for i in range(32)
 ]
 
@@ -96,27 +101,3 @@ def test_no_corrupted_answer_over_1000_real_queries(engine) -> None:  # type: ig
     assert stats["injected"] >= 5 and protected.reruns >= 3
     assert stats["missed"] == 0 and stats["late"] == 0  # each found by the next scrub
     assert answers == 1024 and protected.answers_affected == 32 * protected.reruns
-
-
-def test_dual_execution_catches_activation_upsets(engine) -> None:  # type: ignore[no-untyped-def]
-    """Upsets in activations are transient and invisible to weight checksums: without
-    dual execution they corrupt answers; with it (each batch run twice, answers compared,
-    a disagreement re-run) none of 64 answers differs from the fault-free one."""
-    batch = BATCH[:8]
-    reference = [c.text for c in engine.generate(batch)]
-    upsets = ActivationUpsets(engine.model, p_per_call=4e-4, seed=5)
-    try:
-        wrong = sum(
-            c.text != r
-            for _ in range(4)
-            for c, r in zip(engine.generate(batch), reference, strict=True)
-        )
-        assert wrong > 0 and upsets.flips > 0  # the control: they do corrupt answers
-        guard = WeightGuard(engine.model)
-        protected = ProtectedEngine(engine, guard, dual=True)
-        for _ in range(8):
-            assert [c.text for c in protected.generate(batch)] == reference
-        assert protected.disagreements >= 1 and guard.blocks_corrected == 0
-    finally:
-        upsets.remove()
-    assert [c.text for c in engine.generate(batch)] == reference  # hooks gone

@@ -13,7 +13,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_short_soak_loses_nothing() -> None:
-    args = "--clients 12 --minutes 0.34 --fault-every-s 4 --hangup 0.2 --grace-s 240 --json"
+    # x10 and upsets at the model's rate: enough of each to exercise the path, while a
+    # slow (shared) CI machine's batches still fit between the passes they were planned for
+    args = (
+        "--clients 12 --minutes 0.34 --fault-every-s 4 --hangup 0.2 --grace-s 240 "
+        "--time-scale 10 --seu-acceleration 1 --json"
+    )
     cmd = [sys.executable, str(ROOT / "bench" / "soak.py"), *args.split()]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

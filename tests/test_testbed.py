@@ -326,10 +326,12 @@ def test_stopping_the_launcher_leaves_no_process_behind(tmp_path: Path) -> None:
         "--dir",
         str(run),
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    err = tmp_path / "launcher.err"
+    with err.open("wb") as sink:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=sink)
     deadline = time.monotonic() + 240
     while not (run / "ready.json").is_file():
-        assert proc.poll() is None and time.monotonic() < deadline
+        assert proc.poll() is None and time.monotonic() < deadline, err.read_text()[-2000:]
         time.sleep(0.3)
     pids = [p["pid"] for p in json.loads((run / "state.json").read_text())["processes"]]
     proc.kill()

@@ -136,7 +136,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from starcompute.compute.batcher import off_main_thread
     from starcompute.compute.checkpoints import cache_dir
     from starcompute.compute.real import TransformersEngine
-    from starcompute.gateway.app import create_app
+    from starcompute.gateway.app import SHUTDOWN_GRACE_S, create_app
     from starcompute.links.czml import czml_document
     from starcompute.mission.control import Mission
     from starcompute.mission.requestlog import RequestLog
@@ -179,7 +179,13 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     print(f"serving {model_id} on http://{args.host}:{args.port} (dashboard at /)", file=sys.stderr)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        )
     finally:
         segment.close()
     return 0

@@ -39,6 +39,9 @@ from starcompute.security.telecommand import TelecommandError
 from starcompute.times import parse_utc
 
 STATIC = Path(__file__).parent / "static"
+# after SIGTERM, open responses get this long to finish; streams waiting for a pass are
+# then cut (their clients retry with the same Idempotency-Key) rather than holding the stop
+SHUTDOWN_GRACE_S = 5
 
 
 def create_app(

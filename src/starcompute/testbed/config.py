@@ -30,6 +30,7 @@ this machine (127.0.0.1, ::1, localhost); a node elsewhere is started there with
 
 from __future__ import annotations
 
+import random
 import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -120,10 +121,40 @@ def is_local(address: str) -> bool:
     return parse_address(address, "address")[0] in LOCAL_HOSTS
 
 
+def _ephemeral_start() -> int:
+    """The first port the kernel hands to outgoing connections (Linux; 32768 elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_taken: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    """A port free now, below the ephemeral range (an outgoing connection cannot take it
+    before our server binds it) and not handed out before by this process."""
+    top = _ephemeral_start()
+    for port in random.Random().sample(range(max(1024, top - 12000), top), 400):
+        if port in _taken or not _bindable(host, port):
+            continue
+        _taken.add(port)
+        return port
+    with socket.socket() as s:  # the range is crowded: let the kernel choose
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def _bindable(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as our servers bind
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def read_manifest(path: Path, names: list[str]) -> dict[str, Any]:
@@ -158,11 +189,5 @@ def check_free(addresses: dict[str, str]) -> None:
         if not is_local(address):
             continue
         host, port = parse_address(address, name)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family) as s:
-            try:
-                s.bind((host, port))
-            except OSError as exc:
-                raise InputError(
-                    f"port {port} on {host} ({name}) is not free: {exc.strerror}"
-                ) from None
+        if not _bindable(host, port):
+            raise InputError(f"port {port} on {host} ({name}) is not free (in use or not ours)")

@@ -159,7 +159,7 @@ async def _gateway(tb: Testbed, segment: Any, model_id: str, stations: Any) -> A
     """The OpenAI gateway on the ground segment, in this process's event loop."""
     import uvicorn
 
-    from starcompute.gateway.app import create_app
+    from starcompute.gateway.app import SHUTDOWN_GRACE_S, create_app
     from starcompute.links.czml import czml_document
 
     app = create_app(
@@ -168,7 +168,9 @@ async def _gateway(tb: Testbed, segment: Any, model_id: str, stations: Any) -> A
         czml=lambda m: czml_document(m.const, stations, m.plan, m.eph, tb.time_scale),
     )
     host, port = parse_address(tb.gateway, "gateway")
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_GRACE_S
+    )
     server = uvicorn.Server(config)
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     server.task = asyncio.create_task(server.serve())  # type: ignore[attr-defined]

@@ -1,0 +1,51 @@
+"""Upsets in activations (issue 10), on the real engine: transient, invisible to the
+weights' checksums, caught only by dual execution. (Apart from test_security_seu.py so
+that the two long real-engine tests can run on different test workers.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from starcompute.compute.engine import GenerationRequest, Message
+from starcompute.security.seu import ActivationUpsets, ProtectedEngine, WeightGuard
+
+
+@pytest.fixture(scope="module")
+def engine():  # type: ignore[no-untyped-def]
+    from starcompute.compute.real import TransformersEngine
+
+    return TransformersEngine(max_batch=8)
+
+
+# An empty system prompt keeps the prefill (most of a short answer's cost on a CPU) small.
+BATCH = [
+    GenerationRequest(
+        messages=(Message("system", ""), Message("user", f"What is {i} + {i * 3}?")),
+        max_tokens=6,
+    )
+    for i in range(8)
+]
+
+
+def test_dual_execution_catches_activation_upsets(engine) -> None:  # type: ignore[no-untyped-def]
+    """Upsets in activations are transient and invisible to weight checksums: without
+    dual execution they corrupt answers; with it (each batch run twice, answers compared,
+    a disagreement re-run) none of 64 answers differs from the fault-free one."""
+    batch = BATCH
+    reference = [c.text for c in engine.generate(batch)]
+    upsets = ActivationUpsets(engine.model, p_per_call=4e-4, seed=5)
+    try:
+        wrong = sum(
+            c.text != r
+            for _ in range(4)
+            for c, r in zip(engine.generate(batch), reference, strict=True)
+        )
+        assert wrong > 0 and upsets.flips > 0  # the control: they do corrupt answers
+        guard = WeightGuard(engine.model)
+        protected = ProtectedEngine(engine, guard, dual=True)
+        for _ in range(8):
+            assert [c.text for c in protected.generate(batch)] == reference
+        assert protected.disagreements >= 1 and guard.blocks_corrected == 0
+    finally:
+        upsets.remove()
+    assert [c.text for c in engine.generate(batch)] == reference  # hooks gone
