@@ -299,6 +299,34 @@ def test_streaming_multibyte_characters(smollm2: Any) -> None:
 
 
 # --------------------------------------------------------------- 6. Qwen3 checkpoint
+def test_checkpoint_as_bfloat16_casts_every_weight_once(qwen_dir: Path, tmp_path: Path) -> None:
+    """The testbed's nodes map a bfloat16 copy: each floating-point tensor is the float32
+    one cast (torch's own rounding), config.json says so, the engine loads it as stored,
+    and the copy is made once."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from starcompute.compute.real import TransformersEngine, checkpoint_as
+
+    src = shutil.copytree(qwen_dir, tmp_path / "ckpt")
+    assert checkpoint_as(src, "float32") == src  # already float32: itself
+    out = checkpoint_as(src, "bfloat16")
+    assert out == tmp_path / "ckpt-bfloat16"
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    before, after = load_file(src / "model.safetensors"), load_file(out / "model.safetensors")
+    assert before.keys() == after.keys()
+    for k, v in before.items():
+        assert after[k].dtype == torch.bfloat16 and torch.equal(after[k], v.to(torch.bfloat16))
+    stamp = (out / "model.safetensors").stat().st_mtime_ns
+    assert checkpoint_as(src, "bfloat16") == out
+    assert (out / "model.safetensors").stat().st_mtime_ns == stamp  # not made again
+    engine = TransformersEngine(model=out)
+    assert next(engine.model.parameters()).dtype == torch.bfloat16
+    with pytest.raises(InputError, match="--dtype must be one of"):
+        checkpoint_as(src, "int3")
+
+
 def test_qwen3_checkpoint_round_trip(qwen_dir: Path) -> None:
     """write_random_qwen3 writes config.json, model.safetensors, tokenizer.json and
     tokenizer_config.json; AutoModelForCausalLM loads a Qwen3ForCausalLM whose logits on a

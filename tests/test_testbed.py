@@ -350,6 +350,7 @@ def test_stopping_the_launcher_leaves_no_process_behind(tmp_path: Path) -> None:
         (["--satellites", "NOPE-1"], "'NOPE-1' is not in"),
         (["--time-scale", "0"], "--time-scale must be"),
         (["--hours", "100"], "--hours must be within"),
+        (["--dtype", "int8"], "argument --dtype: invalid choice"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:

@@ -51,6 +51,13 @@ def register(sub: Any) -> None:
         "--model", metavar="PATH", help="checkpoint directory or .gguf (default SmolLM2)"
     )
     p.add_argument(
+        "--dtype",
+        choices=["bfloat16", "float32"],
+        default="bfloat16",
+        help="the nodes' weights: bfloat16 (default; half the memory, a bfloat16 copy of the "
+        "checkpoint is made once beside it) or float32",
+    )
+    p.add_argument(
         "--satellites",
         metavar="SAT[,SAT...]",
         help="satellites that run a node with an engine (default all; the rest relay)",
@@ -133,6 +140,7 @@ def run_testbed(args: argparse.Namespace) -> int:
         hours=args.hours,
         time_scale=args.time_scale,
         model=args.model,
+        dtype=args.dtype,
         satellites=sats,
         manifest=args.manifest,
         serve=args.serve,

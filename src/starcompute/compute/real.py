@@ -90,6 +90,44 @@ def checkpoint_dir(model: str | Path | None) -> tuple[Path, bool]:
     return directory, converted
 
 
+DTYPES = ("float32", "bfloat16")
+
+
+def checkpoint_as(directory: Path, dtype: str) -> Path:
+    """The checkpoint with its floating-point weights stored as ``dtype``: the directory
+    itself when they already are, else a copy made once beside it (``<name>-<dtype>``).
+    bfloat16 halves the weights every process maps (and touches)."""
+    import json
+
+    if dtype not in DTYPES:
+        raise InputError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    if config.get("dtype", config.get("torch_dtype", "float32")) == dtype:
+        return directory
+    out = directory.parent / f"{directory.name}-{dtype}"
+    if (out / "config.json").is_file():
+        return out
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tmp = directory.parent / f".{out.name}.{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(directory, tmp, ignore=shutil.ignore_patterns("*.safetensors", "config.json"))
+    target = getattr(torch, dtype)
+    for weights in directory.glob("*.safetensors"):
+        tensors = load_file(weights)
+        cast = {k: v.to(target) if v.is_floating_point() else v for k, v in tensors.items()}
+        save_file(cast, tmp / weights.name, metadata={"format": "pt"})
+    config["dtype"] = dtype
+    config.pop("torch_dtype", None)
+    (tmp / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    try:
+        tmp.rename(out)
+    except OSError:  # made meanwhile by another process
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def prompt_ids(tokenizer: Any, request: GenerationRequest, context_window: int) -> list[int]:
     """Token ids of a request's prompt (the chat template for messages); InputError if it
     is empty or with ``max_tokens`` does not fit the context window."""
@@ -316,7 +354,8 @@ def _load_dir(directory: Path, device: str) -> tuple[Any, Any]:
     check_hf_dir(directory)
     try:
         tokenizer = load_tokenizer(directory)
-        model = AutoModelForCausalLM.from_pretrained(directory).to(device).eval()  # type: ignore[arg-type]
+        model = AutoModelForCausalLM.from_pretrained(directory, dtype="auto")  # as stored
+        model = model.to(device).eval()  # type: ignore[arg-type]
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"cannot load checkpoint {directory}: {first}") from None

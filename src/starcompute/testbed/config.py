@@ -42,6 +42,8 @@ from starcompute.node.pace import PACES
 from starcompute.times import OrbitClock, parse_utc
 from starcompute.tomlio import dumps, read
 
+NODE_DTYPES = ("bfloat16", "float32")  # as compute.real.DTYPES (not imported: no torch here)
+
 CONFIG = "testbed.toml"
 CLOCK = "clock.json"
 PLAN = "contact-plan.json"
@@ -63,6 +65,7 @@ class Testbed:
     endpoints: dict[str, str] = field(default_factory=dict)  # node name -> host:port
     satellites: list[str] = field(default_factory=list)  # nodes with an engine
     model: str = ""  # checkpoint directory or .gguf ("": the embedded default)
+    dtype: str = "bfloat16"  # the nodes' weights (bfloat16: half the memory of float32)
     pace: str = "hardware"
     timing_card: str = "qwen3-8b"
     telemetry_s: float = 300.0
@@ -74,6 +77,8 @@ class Testbed:
         parse_address(self.gateway, "gateway")
         for name, address in self.endpoints.items():
             parse_address(address, f"the address of {name}")
+        if self.dtype not in NODE_DTYPES:
+            raise InputError(f"--dtype must be one of {', '.join(NODE_DTYPES)}, got {self.dtype!r}")
         if self.pace not in PACES:
             raise InputError(f"--pace must be one of {', '.join(PACES)}, got {self.pace!r}")
         if not (0 < self.hours <= 72):

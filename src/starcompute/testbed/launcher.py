@@ -3,11 +3,13 @@
 One ``node`` process per satellite chosen (``--satellites``, default all), the rest as
 plain relays sharing one process, the link emulator, and the ground segment (with the
 OpenAI gateway when serving). Each process runs exactly what ``starcompute node --data
-DIR`` (or ``testbed emulator|ground``) runs, but is forked from a fork server that has
-imported PyTorch and transformers once: twelve nodes start in about a third of the time
-on two cores, and share those pages. Every one is still its own OS process with its own
-memory, keys, store and engine. Children die with the launcher (``PR_SET_PDEATHSIG``),
-and Ctrl-C or SIGTERM stops them all: none is left behind.
+DIR`` (or ``testbed emulator|ground``) runs. Nodes are forked from a fork server that
+has imported PyTorch and transformers once: twelve start in about a third of the time on
+two cores, and share those pages; the emulator, the relays and the ground segment need
+no engine and start as fresh interpreters (``python -m starcompute.testbed.launcher``).
+Every one is its own OS process with its own memory, keys, store and engine. Children
+die with the launcher (``PR_SET_PDEATHSIG``, a pidfd watch), and Ctrl-C or SIGTERM stops
+them all: none is left behind.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Options:
     hours: float = 24.0
     time_scale: float = 1.0
     model: str | None = None
+    dtype: str = "bfloat16"
     satellites: list[str] | None = None
     manifest: Path | None = None
     serve: bool = False
@@ -121,6 +124,7 @@ def prepare(opts: Options) -> Testbed:
         endpoints={n: _local() for n in names},
         satellites=chosen,
         model=opts.model or "",
+        dtype=opts.dtype,
         pace=opts.pace,
         timing_card=opts.timing_card,
         telemetry_s=opts.telemetry_s,
@@ -169,13 +173,15 @@ def _gateway(opts: Options, manifest: dict[str, Any]) -> str:
 
 def _provision(tb: Testbed, plan: ContactPlan, roles: dict[str, str]) -> None:
     from starcompute.compute.batcher import off_main_thread
-    from starcompute.compute.real import checkpoint_dir
+    from starcompute.compute.real import checkpoint_as, checkpoint_dir
     from starcompute.testbed.provision import provision
 
     checkpoint = None
     if any(r != "relay" for r in roles.values()):
         print("preparing the model checkpoint ...", file=sys.stderr, flush=True)
-        checkpoint = off_main_thread(lambda: checkpoint_dir(tb.model or None)[0])
+        checkpoint = off_main_thread(
+            lambda: checkpoint_as(checkpoint_dir(tb.model or None)[0], tb.dtype)
+        )
     provision(tb, plan, roles, checkpoint)
 
 
@@ -227,7 +233,7 @@ class Child:
     args: list[str]  # node: data directories; emulator: the run; ground: the run [serve]
     ready: list[Path]  # files that say it is ready
     address: str
-    proc: Forked | None = None
+    proc: Forked | subprocess.Popen[bytes] | None = None
     log: Path | None = None
 
 
@@ -276,6 +282,11 @@ def child_main(role: str, args: list[str], log: str, launcher_pid: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+# roles whose process needs no engine: started as a fresh interpreter, not forked from
+# the fork server (whose PyTorch every forked child would map and count in its RSS)
+LIGHT_ROLES = ("emulator", "relays", "ground")
 
 
 def fork_server() -> Any:
@@ -374,6 +385,10 @@ class Launcher:
 
     def _spawn(self, child: Child) -> None:
         child.log = self.tb.run / "logs" / f"{child.role}-{child.name.replace(' ', '-')}.log"
+        if child.role in LIGHT_ROLES:  # no PyTorch: a fresh interpreter maps far less
+            cmd = [sys.executable, "-m", __name__, child.role, str(child.log), str(os.getpid())]
+            child.proc = subprocess.Popen([*cmd, *child.args], stdin=subprocess.DEVNULL)
+            return
         if self._ctx is None:
             self._ctx = fork_server()
         process = self._ctx.Process(
@@ -497,3 +512,7 @@ def run(opts: Options) -> int:
         for s, handler in old.items():
             signal.signal(s, handler)
     return 0
+
+
+if __name__ == "__main__":  # a light child: ROLE LOG LAUNCHER_PID ARGS...
+    child_main(sys.argv[1], sys.argv[4:], sys.argv[2], int(sys.argv[3]))
