@@ -49,3 +49,25 @@ def _astropy_offline() -> None:
         return
     iers.conf.auto_download = False
     iers.conf.auto_max_age = None
+
+
+# The longest test files start first: `--dist loadfile` hands files out in collection
+# order, and these (s, t: last alphabetically) would otherwise leave one worker running
+# alone at the end.
+LONG_FILES = (
+    "test_security_seu.py",
+    "test_train.py",
+    "test_readme.py",
+    "test_seu_dual.py",
+    "test_soak.py",
+    "test_testbed.py",
+    "test_gateway.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
+
+    items.sort(key=rank)  # stable: the order within a file is kept
