@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from starcompute.cli.common import add_json, print_json
+from starcompute.compute.real import DTYPES
 from starcompute.errors import InputError
 
 
@@ -52,7 +53,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--dtype",
-        choices=["bfloat16", "float32"],
+        choices=DTYPES,
         default="bfloat16",
         help="the nodes' weights: bfloat16 (default; half the memory, a bfloat16 copy of the "
         "checkpoint is made once beside it) or float32",

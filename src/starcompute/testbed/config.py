@@ -36,13 +36,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from starcompute.compute.real import DTYPES
 from starcompute.errors import InputError
 from starcompute.node.config import parse_address
 from starcompute.node.pace import PACES
 from starcompute.times import OrbitClock, parse_utc
 from starcompute.tomlio import dumps, read
-
-NODE_DTYPES = ("bfloat16", "float32")  # as compute.real.DTYPES (not imported: no torch here)
 
 CONFIG = "testbed.toml"
 CLOCK = "clock.json"
@@ -77,8 +76,8 @@ class Testbed:
         parse_address(self.gateway, "gateway")
         for name, address in self.endpoints.items():
             parse_address(address, f"the address of {name}")
-        if self.dtype not in NODE_DTYPES:
-            raise InputError(f"--dtype must be one of {', '.join(NODE_DTYPES)}, got {self.dtype!r}")
+        if self.dtype not in DTYPES:
+            raise InputError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.pace not in PACES:
             raise InputError(f"--pace must be one of {', '.join(PACES)}, got {self.pace!r}")
         if not (0 < self.hours <= 72):
