@@ -122,18 +122,19 @@ def run(queries: int, clients: int, max_tokens: int, scale: float) -> dict[str, 
     t0, used0 = time.perf_counter(), _used_mb()
     log = (run_dir.parent / "launcher.log").open("wb")
     launcher = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    pool = concurrent.futures.ThreadPoolExecutor(clients)
     try:
         ready_s = _wait_ready(url, launcher, t0)
         status_idle = _status(run_dir)
         t1 = time.perf_counter()
-        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-            results = list(pool.map(lambda i: _ask(url, i, max_tokens), range(queries)))
+        results = list(pool.map(lambda i: _ask(url, i, max_tokens), range(queries)))
         load_s = time.perf_counter() - t1
         status = _status(run_dir)
         status["machine_used_mb"] = round(_used_mb() - used0, 1)
     finally:
-        launcher.send_signal(signal.SIGTERM)
+        launcher.send_signal(signal.SIGTERM)  # its processes end with it
         launcher.wait(60)
+        pool.shutdown(wait=False, cancel_futures=True)
         log.close()
     return _summary(results, ready_s, load_s, status_idle, status, queries, clients, scale)
 
@@ -225,6 +226,7 @@ def main() -> None:
     parser.add_argument("--time-scale", type=float, default=60.0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the testbed on the way out
     doc = run(args.queries, args.clients, args.max_tokens, args.time_scale)
     if args.json:
         print(json.dumps(doc, indent=1))

@@ -304,3 +304,63 @@ def test_onboard_state_is_drained_by_the_jobs_actually_run() -> None:
     again = Onboard.of(const, hw, START, 3600.0)
     again.restore(busy.to_dict())
     assert again.report()["battery_wh"] == busy.report()["battery_wh"]
+
+
+def test_ground_gives_every_chunk_when_the_final_one_comes_down_first() -> None:
+    """Chunks of one answer may come down by different satellites and stations, so the
+    final one can land before an earlier one: the testbed's link yields each chunk once
+    and ends only when every chunk up to the final one is down. (It used to end at the
+    final chunk; mission control then failed the request, "ended without its last
+    chunk", in 1 of 100 queries of bench_testbed.)"""
+    from types import SimpleNamespace
+
+    from starcompute.mission.spacelink import Arrival
+    from starcompute.testbed.ground import BundleLink
+
+    def chunk(seq: int, final: bool = False) -> Arrival:
+        c = Chunk("q1", seq, f"<{seq}>", final, "S0", seq + 1, 0, 0, 0, 0, 0)
+        return Arrival(c, np.datetime64("2025-11-20T00:00:00", "ns"), "china")
+
+    stations = SimpleNamespace(waiting={}, uplink=lambda *a: None, seal=lambda sat, f: b"")
+    link = BundleLink(stations)  # type: ignore[arg-type]
+    trace = SimpleNamespace(serving_satellite="S0", uplink_station="china")
+
+    async def run() -> list[int]:
+        got: list[int] = []
+        serve = link.serve(SimpleNamespace(query_id="q1"), trace, "m")  # type: ignore[arg-type]
+        first = asyncio.ensure_future(anext(serve))
+        await asyncio.sleep(0)  # serve registers its queue and sends the job up
+        queue = stations.waiting["q1"]
+        for a in (chunk(0), chunk(2, final=True), chunk(0), chunk(1)):
+            queue.put_nowait(a)
+        got.append((await first).chunk.seq)
+        async for a in serve:
+            got.append(a.chunk.seq)
+        return got
+
+    assert asyncio.run(asyncio.wait_for(run(), 5)) == [0, 2, 1]
+    assert "q1" not in stations.waiting
+
+
+def test_every_request_field_survives_the_uplink() -> None:
+    """A request made into a job, serialised, parsed on board and made back into the
+    engine's request is the same request: no option is lost on the way up (ignore_eos
+    once was, and answers then stopped at the end-of-sequence token on board)."""
+    from starcompute.compute.engine import GenerationRequest, Message
+
+    sent = GenerationRequest(
+        messages=(Message("system", "Be brief."), Message("user", "Hi")),
+        max_tokens=17,
+        temperature=0.7,
+        top_p=0.9,
+        stop=("\n\n", "END"),
+        seed=42,
+        ignore_eos=True,
+    )
+    defaults = GenerationRequest(prompt="x")
+    for f in dataclasses.fields(GenerationRequest):  # the test sets every field it can
+        if f.name not in ("prompt", "cancelled"):
+            assert getattr(sent, f.name) != getattr(defaults, f.name), f.name
+    query = Query.of("q-9", sent, chunk_tokens=4)
+    assert Query.from_bytes(query.to_bytes()).request() == sent
+    assert Query.from_bytes(Query.of("q-9", defaults, 4).to_bytes()).request() == defaults

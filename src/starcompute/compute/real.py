@@ -1,4 +1,8 @@
-"""The real engine: PyTorch + transformers on the CPU (or a GPU when there is one).
+"""The real engine: PyTorch on the CPU (or a GPU when there is one).
+
+The network is the native decoder (``compute/decoder.py``, the Llama/Qwen2/Qwen3 family
+without ``transformers``' modelling stack) where it runs the checkpoint, else
+``transformers``' model class; the tokenizer is ``compute/tokenizer.py`` for both.
 
 Requests are served in static batches (left-padded, one shared KV cache): one prefill
 pass, then one decode step per token for the whole batch; a request leaves the batch
@@ -19,8 +23,10 @@ from typing import Any
 
 from starcompute.compute.checkpoints import DEFAULT_MODEL, check_hf_dir, offline, resolve
 from starcompute.compute.engine import Completion, GenerationRequest, TokenCallback
+from starcompute.compute.tokenizer import ChatTokenizer
 from starcompute.errors import InputError
 
+DECODERS = ("auto", "native", "transformers")  # which implementation runs the network
 CHATML_FALLBACK = "<|im_start|>{role}\n{content}<|im_end|>\n"
 
 
@@ -33,20 +39,20 @@ class TransformersEngine:
         max_batch: int = 16,
         device: str = "cpu",
         threads: int | None = None,
+        decoder: str = "auto",
     ) -> None:
+        if decoder not in DECODERS:
+            raise InputError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
         offline()
         import torch
-        from transformers.utils import logging
 
-        logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-        logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         if threads:
             torch.set_num_threads(threads)
         self.max_batch = max_batch
         self.device = device
         t0 = time.perf_counter()
         directory, self.converted = checkpoint_dir(model)
-        self.model, self.tokenizer = _load_dir(directory, device)
+        self.model, self.tokenizer = _load_dir(directory, device, decoder)
         self.load_s = time.perf_counter() - t0
         self.name = str(model or DEFAULT_MODEL)
         self.path = directory
@@ -57,9 +63,8 @@ class TransformersEngine:
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         if self.tokenizer.eos_token_id is not None:
             self.eos_ids.add(self.tokenizer.eos_token_id)
-        self.pad_id = self.tokenizer.pad_token_id
-        if self.pad_id is None:
-            self.pad_id = next(iter(self.eos_ids), 0)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id: int = pad if pad is not None else next(iter(self.eos_ids), 0)
 
     # ------------------------------------------------------------------ prompts
     def encode(self, request: GenerationRequest) -> list[int]:
@@ -128,21 +133,20 @@ def checkpoint_as(directory: Path, dtype: str) -> Path:
     return out
 
 
-def prompt_ids(tokenizer: Any, request: GenerationRequest, context_window: int) -> list[int]:
+def prompt_ids(
+    tokenizer: ChatTokenizer, request: GenerationRequest, context_window: int
+) -> list[int]:
     """Token ids of a request's prompt (the chat template for messages); InputError if it
     is empty or with ``max_tokens`` does not fit the context window."""
     if request.prompt is not None:
-        ids = list(tokenizer(request.prompt, add_special_tokens=True)["input_ids"])
+        ids = tokenizer.encode(request.prompt)
     else:
         msgs = [{"role": m.role, "content": m.content} for m in request.messages]
         if tokenizer.chat_template:
-            out = tokenizer.apply_chat_template(
-                msgs, add_generation_prompt=True, tokenize=True, return_dict=True
-            )
-            ids = list(out["input_ids"])
+            ids = tokenizer.encode_chat(msgs)
         else:
             text = "".join(CHATML_FALLBACK.format(**m) for m in msgs)
-            ids = list(tokenizer(text + "<|im_start|>assistant\n")["input_ids"])
+            ids = tokenizer.encode(text + "<|im_start|>assistant\n")
     if not ids:
         raise InputError("the prompt is empty")
     if len(ids) + request.max_tokens > context_window:
@@ -164,7 +168,7 @@ class PromptTokens:
         check_hf_dir(directory)
         config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
         self.context_window = int(config.get("max_position_embeddings", 2048))
-        self.tokenizer = load_tokenizer(directory)
+        self.tokenizer = ChatTokenizer(directory)
 
     def __call__(self, request: GenerationRequest) -> int:
         return len(prompt_ids(self.tokenizer, request, self.context_window))
@@ -278,7 +282,7 @@ class _Batch:
                 if len(self.generated[i]) >= r.max_tokens:
                     self._finish(i, "length", now_s)
                 continue
-            text = tok.decode(self.generated[i], skip_special_tokens=True)
+            text = tok.decode(self.generated[i])
             cut = _stop_at(text, r.stop)
             self.texts[i] = text[:cut] if cut is not None else text
             if cut is not None:
@@ -304,7 +308,7 @@ class _Batch:
         if r.stop or self.on_token is not None:
             self._emit(i, self.texts[i], final=True)
         else:
-            self.texts[i] = self.e.tokenizer.decode(self.generated[i], skip_special_tokens=True)
+            self.texts[i] = self.e.tokenizer.decode(self.generated[i])
 
 
 def _safe_end(text: str, stops: tuple[str, ...]) -> int:
@@ -337,29 +341,37 @@ def _generator(seed: int | None) -> Any:
     return g
 
 
-def load_tokenizer(directory: Path) -> Any:
-    """The checkpoint's tokenizer: its ``tokenizer.json`` directly when there is one (a
-    quarter of the time ``AutoTokenizer`` takes here, same ids), else ``AutoTokenizer``."""
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    if (directory / "tokenizer.json").is_file():
-        return PreTrainedTokenizerFast.from_pretrained(directory)
-    return AutoTokenizer.from_pretrained(directory)
-
-
-def _load_dir(directory: Path, device: str) -> tuple[Any, Any]:
+def _load_dir(directory: Path, device: str, decoder: str) -> tuple[Any, ChatTokenizer]:
     from safetensors import SafetensorError
-    from transformers import AutoModelForCausalLM
 
     check_hf_dir(directory)
+    tokenizer = ChatTokenizer(directory)
     try:
-        tokenizer = load_tokenizer(directory)
-        model = AutoModelForCausalLM.from_pretrained(directory, dtype="auto")  # as stored
-        model = model.to(device).eval()  # type: ignore[arg-type]
+        model = _load_model(directory, decoder).to(device).eval()
+    except InputError:
+        raise
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"cannot load checkpoint {directory}: {first}") from None
     return model, tokenizer
+
+
+def _load_model(directory: Path, decoder: str) -> Any:
+    """The network: the native decoder where it runs the checkpoint (``auto``, or asked
+    for by name), else ``transformers``' model class; weights in their stored dtype."""
+    import json
+
+    from starcompute.compute.decoder import Decoder, unsupported
+
+    config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    if decoder == "native" or (decoder == "auto" and unsupported(config) is None):
+        return Decoder.load(directory)
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    return AutoModelForCausalLM.from_pretrained(directory, dtype="auto")
 
 
 def _convert_gguf(gguf: Path, directory: Path) -> None:

@@ -3,8 +3,11 @@
 A bundle enters in one transaction before its arrival is acknowledged, and leaves
 only when the next hop acknowledged it (or it was delivered, or its lifetime ran out):
 a node killed with SIGKILL and restarted finds everything it had accepted. Identities
-of bundles that left are kept until their lifetime ends, so a retransmission (the
-previous hop never heard the acknowledgement) is recognised and not delivered twice.
+of bundles that left are kept until their lifetime ends, so a bundle for this node
+that comes again (the previous hop never heard the acknowledgement) is recognised and
+not delivered twice. A bundle to forward that comes again is taken again: it may be a
+retransmission, but it may also have come back round a routing loop (each node routes
+on its own), and refusing it would lose it; the destination drops the extra copy.
 Counters (rejections by reason, bundles forwarded, ...) live in the same file.
 """
 
@@ -62,10 +65,11 @@ class BundleStore:
         self.db.close()
 
     def add(self, bundle: Bundle, data: bytes, now_ms: int, local: bool) -> bool:
-        """Take custody of ``bundle``; False if it is already held or has been seen."""
+        """Take custody of ``bundle``; False if it is held already, or is for this node
+        (``local``) and was delivered already."""
         bid = bundle.id
         with self.db:
-            if self.db.execute("SELECT 1 FROM gone WHERE id = ?", (bid,)).fetchone():
+            if local and self.db.execute("SELECT 1 FROM gone WHERE id = ?", (bid,)).fetchone():
                 return False
             cur = self.db.execute(
                 "INSERT OR IGNORE INTO bundles VALUES (?, ?, ?, ?, ?, ?)",

@@ -48,6 +48,7 @@ class Query:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS
+    ignore_eos: bool = False  # generate exactly max_tokens (the API's extension)
 
     @classmethod
     def of(cls, query_id: str, request: GenerationRequest, chunk_tokens: int) -> Query:
@@ -61,6 +62,7 @@ class Query:
             request.seed,
             tuple(request.stop),
             chunk_tokens,
+            request.ignore_eos,
         )
 
     def request(self) -> GenerationRequest:
@@ -73,6 +75,7 @@ class Query:
             top_p=self.top_p,
             stop=self.stop,
             seed=self.seed,
+            ignore_eos=self.ignore_eos,
         )
 
     def to_bytes(self) -> bytes:
@@ -95,6 +98,7 @@ class Query:
                 seed=None if doc["seed"] is None else int(doc["seed"]),
                 stop=tuple(_text(s) for s in doc["stop"]),
                 chunk_tokens=int(doc["chunk_tokens"]),
+                ignore_eos=_flag(doc.get("ignore_eos", False)),
             )
             query.request()  # every field within its range
         except (KeyError, TypeError, ValueError, InputError, cbor2.CBORDecodeError) as exc:
@@ -106,6 +110,12 @@ class Query:
     @property
     def text(self) -> str:
         return self.prompt if self.prompt is not None else " ".join(c for _, c in self.messages)
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {type(value).__name__}")
+    return value
 
 
 def _text(value: Any) -> str:

@@ -215,11 +215,16 @@ class BundleLink:
         self.stations.waiting[query.query_id] = queue
         try:
             self.stations.uplink(trace.uplink_station, sat, Service.JOB, payload)
-            while True:
+            seen: set[int] = set()
+            last: int | None = None  # the final chunk's seq, once it is down
+            while last is None or len(seen) <= last:  # chunks may come down different ways
                 arrival = await queue.get()
-                yield arrival
+                if arrival.chunk.seq in seen:
+                    continue
+                seen.add(arrival.chunk.seq)
                 if arrival.chunk.final:
-                    return
+                    last = arrival.chunk.seq
+                yield arrival
         finally:
             self.stations.waiting.pop(query.query_id, None)
 

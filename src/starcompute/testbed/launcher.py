@@ -4,8 +4,9 @@ One ``node`` process per satellite chosen (``--satellites``, default all), the r
 plain relays sharing one process, the link emulator, and the ground segment (with the
 OpenAI gateway when serving). Each process runs exactly what ``starcompute node --data
 DIR`` (or ``testbed emulator|ground``) runs. Nodes are forked from a fork server that
-has imported PyTorch and transformers once: twelve start in about a third of the time on
-two cores, and share those pages; the emulator, the relays and the ground segment need
+has imported PyTorch once: twelve start in about a third of the time on two cores, and
+share those pages (the native decoder, ``compute/decoder.py``, spares each node
+``transformers``' modelling stack); the emulator, the relays and the ground segment need
 no engine and start as fresh interpreters (``python -m starcompute.testbed.launcher``).
 Every one is its own OS process with its own memory, keys, store and engine. Children
 die with the launcher (``PR_SET_PDEATHSIG``, a pidfd watch), and Ctrl-C or SIGTERM stops
@@ -186,10 +187,10 @@ def _provision(tb: Testbed, plan: ContactPlan, roles: dict[str, str]) -> None:
 
 
 # ---------------------------------------------------------------------- processes
-PRELOAD = [
+PRELOAD = [  # not transformers: the native decoder runs the nodes' models without it
     "torch",
-    "transformers",
-    "transformers.modeling_utils",
+    "tokenizers",
+    "starcompute.compute.decoder",
     "starcompute.compute.real",
     "starcompute.node.process",
     "starcompute.testbed.processes",
@@ -290,7 +291,7 @@ LIGHT_ROLES = ("emulator", "relays", "ground")
 
 
 def fork_server() -> Any:
-    """The fork server's context, PyTorch and transformers imported once in it."""
+    """The fork server's context, PyTorch and the engine imported once in it."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
     return ctx

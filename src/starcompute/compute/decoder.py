@@ -1,0 +1,266 @@
+"""A compact decoder-only transformer in plain PyTorch: the Llama, Qwen2 and Qwen3 family.
+
+Why not ``transformers``' own model class: importing its modelling stack costs ~120 MB of
+memory per process (measured: ``import torch`` 223 MB, then tokenizer and model classes
++190 MB before the weights), and the testbed runs one engine per satellite on one host.
+This module needs only ``torch`` and ``safetensors``; it reads the same Hugging Face
+checkpoint (``config.json`` + ``*.safetensors``, memory-mapped copy-on-write so the
+processes on one host share the weights' pages) and computes the same function: RMSNorm in
+float32, rotary position embedding ("default" type), grouped-query attention through
+``scaled_dot_product_attention``, SiLU-gated MLP; Qwen2's q/k/v biases and Qwen3's
+per-head q/k RMSNorm. ``tests/test_decoder.py`` checks it against ``transformers``'
+``LlamaForCausalLM`` and ``Qwen3ForCausalLM`` (logits and greedy tokens).
+
+What it leaves out, and refuses with a clear error (:func:`unsupported`): rope scaling
+other than "default", sliding-window attention, and other architectures. The forward pass
+keeps the interface the engine's batch loop calls (``input_ids``, ``attention_mask``,
+``position_ids``, ``past_key_values``) and returns logits of the last position only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional
+
+from starcompute.errors import InputError
+
+MODEL_TYPES = ("llama", "qwen2", "qwen3")  # config.json's model_type
+KV = tuple[torch.Tensor, torch.Tensor]  # one layer's keys and values
+Rope = tuple[torch.Tensor, torch.Tensor]  # cos, sin
+KVCache = list[KV]
+
+
+def unsupported(config: dict[str, Any]) -> str | None:
+    """Why this module cannot run a checkpoint's ``config.json``, or None when it can."""
+    kind = config.get("model_type")
+    if kind not in MODEL_TYPES:
+        return f"model_type {kind!r} (supported: {', '.join(MODEL_TYPES)})"
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    if rope.get("rope_type", rope.get("type", "default")) != "default":
+        return f"rope type {rope.get('rope_type', rope.get('type'))!r} (supported: default)"
+    if config.get("use_sliding_window"):
+        return "sliding-window attention"
+    if config.get("hidden_act", "silu") != "silu":
+        return f"activation {config.get('hidden_act')!r} (supported: silu)"
+    return None
+
+
+@dataclass
+class Output:
+    """What one forward pass returns (the fields the engine reads)."""
+
+    logits: torch.Tensor  # [batch, 1, vocab]: the last position only
+    past_key_values: KVCache
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, size: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(size), requires_grad=False)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, c: SimpleNamespace) -> None:
+        super().__init__()
+        self.heads, self.kv_heads, self.head_dim = c.heads, c.kv_heads, c.head_dim
+        bias = c.attention_bias
+        self.q_proj = nn.Linear(c.hidden_size, c.heads * c.head_dim, bias=bias)
+        self.k_proj = nn.Linear(c.hidden_size, c.kv_heads * c.head_dim, bias=bias)
+        self.v_proj = nn.Linear(c.hidden_size, c.kv_heads * c.head_dim, bias=bias)
+        self.o_proj = nn.Linear(c.heads * c.head_dim, c.hidden_size, bias=c.output_bias)
+        self.qk_norm = c.qk_norm
+        if c.qk_norm:
+            self.q_norm = RMSNorm(c.head_dim, c.eps)
+            self.k_norm = RMSNorm(c.head_dim, c.eps)
+
+    def forward(
+        self, x: torch.Tensor, rope: Rope, mask: torch.Tensor, past: KV | None
+    ) -> tuple[torch.Tensor, KV]:
+        b, s, _ = x.shape
+        q = self.q_proj(x).view(b, s, self.heads, self.head_dim)
+        k = self.k_proj(x).view(b, s, self.kv_heads, self.head_dim)
+        v = self.v_proj(x).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = _rotate(q.transpose(1, 2), rope), _rotate(k.transpose(1, 2), rope)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        group = self.heads // self.kv_heads
+        out = functional.scaled_dot_product_attention(
+            q,
+            k.repeat_interleave(group, dim=1),
+            v.repeat_interleave(group, dim=1),
+            attn_mask=mask,
+            scale=self.head_dim**-0.5,
+        )
+        return self.o_proj(out.transpose(1, 2).reshape(b, s, -1)), (k, v)
+
+
+class MLP(nn.Module):
+    def __init__(self, c: SimpleNamespace) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=c.mlp_bias)
+        self.up_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=c.mlp_bias)
+        self.down_proj = nn.Linear(c.intermediate_size, c.hidden_size, bias=c.mlp_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.down_proj(functional.silu(self.gate_proj(x)) * self.up_proj(x))
+        return out
+
+
+class Layer(nn.Module):
+    def __init__(self, c: SimpleNamespace) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(c.hidden_size, c.eps)
+        self.self_attn = Attention(c)
+        self.post_attention_layernorm = RMSNorm(c.hidden_size, c.eps)
+        self.mlp = MLP(c)
+
+    def forward(
+        self, x: torch.Tensor, rope: Rope, mask: torch.Tensor, past: KV | None
+    ) -> tuple[torch.Tensor, KV]:
+        attended, kv = self.self_attn(self.input_layernorm(x), rope, mask, past)
+        x = x + attended
+        return x + self.mlp(self.post_attention_layernorm(x)), kv
+
+
+class Body(nn.Module):
+    """``model.*`` in the checkpoint: embeddings, layers, final norm."""
+
+    def __init__(self, c: SimpleNamespace) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(c.vocab_size, c.hidden_size)
+        self.layers = nn.ModuleList(Layer(c) for _ in range(c.layers))
+        self.norm = RMSNorm(c.hidden_size, c.eps)
+
+
+class Decoder(nn.Module):
+    """A causal language model read from a Hugging Face checkpoint directory."""
+
+    inv_freq: torch.Tensor  # rotary frequencies (a buffer: moves with the module)
+    generation_config: SimpleNamespace  # eos_token_id, as transformers' model has it
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.config = SimpleNamespace(**config)  # as transformers' model.config reads
+        c = _shape(config)
+        self.shape = c
+        self.model = Body(c)
+        self.lm_head = nn.Linear(c.hidden_size, c.vocab_size, bias=False)
+        steps = torch.arange(0, c.head_dim, 2, dtype=torch.int64, device="cpu") / c.head_dim
+        inv_freq = 1.0 / (c.rope_theta ** steps.float())  # float32, as transformers has it
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    @classmethod
+    def load(cls, directory: Path) -> Decoder:
+        """The checkpoint in ``directory``, its weights memory-mapped (InputError if this
+        module cannot run it)."""
+        from safetensors.torch import load_file
+
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+        why = unsupported(config)
+        if why is not None:
+            raise InputError(f"checkpoint {directory}: the native decoder cannot run {why}")
+        files = sorted(directory.glob("*.safetensors"))
+        if not files:
+            raise InputError(f"checkpoint {directory}: no *.safetensors weights")
+        weights: dict[str, torch.Tensor] = {}
+        for f in files:
+            weights.update(load_file(f))  # mmap'd copy-on-write: pages shared until written
+        with torch.device("meta"):
+            decoder = cls(config)
+        if decoder.shape.tied:
+            weights.setdefault("lm_head.weight", weights["model.embed_tokens.weight"])
+        try:
+            decoder.load_state_dict(weights, strict=True, assign=True)
+        except RuntimeError as exc:
+            raise InputError(f"checkpoint {directory}: {str(exc).splitlines()[0]}") from None
+        if decoder.shape.tied:
+            decoder.lm_head.weight = decoder.model.embed_tokens.weight
+        decoder.requires_grad_(False)
+        decoder.generation_config = _generation_config(directory, config)
+        return decoder.eval()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        past_key_values: KVCache | None = None,
+        use_cache: bool = True,
+    ) -> Output:
+        """One pass over ``input_ids`` [batch, new] after ``past_key_values``;
+        ``attention_mask`` [batch, past + new] (1 = a real token, left padding 0)."""
+        x = self.model.embed_tokens(input_ids)
+        rope = self._rope(position_ids, x.dtype)
+        mask = _mask(attention_mask.bool(), input_ids.shape[1])
+        cache: KVCache = []
+        for i, layer in enumerate(self.model.layers):
+            x, kv = layer(x, rope, mask, past_key_values[i] if past_key_values else None)
+            cache.append(kv)
+        last = self.model.norm(x[:, -1:, :])
+        return Output(self.lm_head(last), cache)
+
+    def _rope(self, positions: torch.Tensor, dtype: torch.dtype) -> Rope:
+        freqs = positions[:, :, None].float() * self.inv_freq[None, None, :]
+        angles = torch.cat([freqs, freqs], dim=-1)
+        return angles.cos().to(dtype)[:, None], angles.sin().to(dtype)[:, None]
+
+
+def _rotate(x: torch.Tensor, rope: Rope) -> torch.Tensor:
+    cos, sin = rope
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+def _mask(real: torch.Tensor, new: int) -> torch.Tensor:
+    """[batch, 1, new, total] booleans: a query sees the real keys at or before it, and
+    always itself (so a padding row attends somewhere and stays finite)."""
+    total = real.shape[1]
+    q = torch.arange(total - new, total)[:, None]
+    k = torch.arange(total)[None, :]
+    allowed = (k <= q)[None] & real[:, None, :]
+    return (allowed | (k == q)[None])[:, None]
+
+
+def _shape(config: dict[str, Any]) -> SimpleNamespace:
+    hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+    rope = config.get("rope_parameters") or {}
+    kind = config["model_type"]
+    return SimpleNamespace(
+        hidden_size=hidden,
+        intermediate_size=int(config["intermediate_size"]),
+        vocab_size=int(config["vocab_size"]),
+        layers=int(config["num_hidden_layers"]),
+        heads=heads,
+        kv_heads=int(config.get("num_key_value_heads") or heads),
+        head_dim=int(config.get("head_dim") or hidden // heads),
+        eps=float(config.get("rms_norm_eps", 1e-6)),
+        rope_theta=float(rope.get("rope_theta", config.get("rope_theta", 10000.0))),
+        attention_bias=bool(config.get("attention_bias", kind == "qwen2")),  # Qwen2: q, k, v
+        output_bias=kind != "qwen2" and bool(config.get("attention_bias", False)),
+        mlp_bias=bool(config.get("mlp_bias", False)),
+        qk_norm=kind == "qwen3",
+        tied=bool(config.get("tie_word_embeddings", False)),
+    )
+
+
+def _generation_config(directory: Path, config: dict[str, Any]) -> SimpleNamespace:
+    path = directory / "generation_config.json"
+    generation = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return SimpleNamespace(eos_token_id=generation.get("eos_token_id", config.get("eos_token_id")))
