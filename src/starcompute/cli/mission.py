@@ -15,7 +15,7 @@ from starcompute.errors import InputError
 from starcompute.ground.stations import GroundStation, load_stations
 from starcompute.mission.availability import HEADLINE_S, availability
 from starcompute.mission.control import DeadlineError, Mission
-from starcompute.mission.policy import POLICIES
+from starcompute.mission.policy import DEFAULT_POLICY, POLICIES
 from starcompute.mission.service import Answer, ask
 from starcompute.orbits.constellation import load_constellation
 from starcompute.times import format_utc, parse_utc
@@ -48,7 +48,7 @@ def _add_mission(p: argparse.ArgumentParser) -> None:
         help="model card whose predicted in-orbit inference time is used "
         "(default qwen3-8b on each satellite's hardware profile)",
     )
-    p.add_argument("--policy", default="earliest-completion", choices=POLICIES)
+    p.add_argument("--policy", default=DEFAULT_POLICY, choices=POLICIES)
 
 
 def register(sub: Any) -> None:

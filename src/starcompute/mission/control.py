@@ -43,7 +43,7 @@ from starcompute.links.contact_plan import ContactPlan
 from starcompute.links.contacts import contact_plan
 from starcompute.mission.failures import Leg, Outage
 from starcompute.mission.health import SPARE_CHARGE, Health, profile
-from starcompute.mission.policy import check_policy, choose
+from starcompute.mission.policy import DEFAULT_POLICY, Policy, get_policy
 from starcompute.mission.queues import SatelliteQueue, Slot
 from starcompute.orbits.constellation import Constellation
 from starcompute.orbits.eclipse import sunlit_fraction
@@ -114,6 +114,15 @@ class Trace:
             "replans": self.replans,
             **({"observed": self.observed} if self.observed is not None else {}),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """An inference satellite the query reaches (the policy may narrow them)."""
+
+    sat: int
+    up_s: float  # on board (plan seconds)
+    direct: bool  # its last uplink hop came straight from a ground station
 
 
 @dataclass(slots=True)
@@ -206,7 +215,7 @@ class Mission:
         output_tokens: int,
         query_bytes: int,
         answer_bytes: int,
-        policy: str = "earliest-completion",
+        policy: str = DEFAULT_POLICY,
         deadline_s: float = 3600.0,
         commit: bool = True,
         only: str | None = None,
@@ -216,7 +225,7 @@ class Mission:
         ``station`` None: the ground network hands the query to whichever station gets it
         up first (terrestrial backhaul taken as instantaneous). ``only``: the satellite
         that must serve it (e.g. the one that already ran it)."""
-        check_policy(policy)
+        chosen = get_policy(policy)
         if not deadline_s > 0:
             raise InputError(f"deadline must be > 0 s, got {deadline_s}")
         src = self._sources(station)
@@ -229,7 +238,7 @@ class Mission:
         up = self.graph.search(src, t0, query_bytes)
         pick = None if only is None else frozenset([self.const.index(only)])
         best = self._choose(
-            src, up, t0, prompt_tokens, output_tokens, answer_bytes, policy, deadline_s, pick
+            src, up, t0, prompt_tokens, output_tokens, answer_bytes, chosen, deadline_s, pick
         )
         if best is None:
             raise DeadlineError(deadline_s, None)
@@ -288,28 +297,24 @@ class Mission:
         prompt_tokens: int,
         output_tokens: int,
         answer_bytes: int,
-        policy: str,
+        policy: Policy,
         deadline_s: float,
         only: frozenset[int] | None = None,
     ) -> Serving | None:
         candidates = [
-            s
+            _Candidate(s, float(up.best_s[s]), up.via[s].src in src)
             for s in range(self.n_sat)
             if self.const.roles[s] == "inference"
             and np.isfinite(up.best_s[s])
             and (only is None or s in only)
         ]
-        if policy == "nearest":
-            first = [s for s in candidates if up.via[s].src in src]
-            candidates = [min(first, key=lambda s: up.best_s[s])] if first else []
         results = [
             r
-            for s in candidates
-            if (r := self._serve(s, up, prompt_tokens, output_tokens, answer_bytes))
+            for c in policy.narrow(candidates)
+            if (r := self._serve(c.sat, up, prompt_tokens, output_tokens, answer_bytes))
         ]
-        return choose(
+        return policy.choose(
             results,
-            policy,
             t0,
             deadline_s,
             lambda r: (

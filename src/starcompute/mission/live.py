@@ -34,6 +34,7 @@ from starcompute.errors import InputError, StarcomputeError
 from starcompute.mission import views
 from starcompute.mission.control import Mission, Trace
 from starcompute.mission.failures import Outage
+from starcompute.mission.policy import DEFAULT_POLICY
 from starcompute.mission.requestlog import RequestLog
 from starcompute.mission.spacelink import Arrival, SpaceLink, answer_bytes, job_bytes
 from starcompute.node.jobs import DEFAULT_CHUNK_TOKENS, Query
@@ -104,7 +105,7 @@ class GroundSegment:
         clock: OrbitClock,
         log: RequestLog | None = None,
         max_queue: int = 64,
-        policy: str = "earliest-completion",
+        policy: str = DEFAULT_POLICY,
         deadline_s: float = 3600.0,
         replan: Callable[[np.datetime64], Mission] | None = None,
         model: str = "model",

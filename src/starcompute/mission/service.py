@@ -24,6 +24,7 @@ from starcompute.dtn.bundle import dtn_ms
 from starcompute.errors import InputError
 from starcompute.mission.control import Mission, Trace
 from starcompute.mission.live import observed
+from starcompute.mission.policy import DEFAULT_POLICY
 from starcompute.mission.spacelink import CHUNK_OVERHEAD_BYTES, Arrival, answer_bytes, job_bytes
 from starcompute.mission.twin import chunk_arrival, pace_of
 from starcompute.node.jobs import DEFAULT_CHUNK_TOKENS, Chunk, Query, open_job, seal_job
@@ -59,7 +60,7 @@ def ask(
     prompt: str,
     at: np.datetime64,
     station: str | None = None,
-    policy: str = "earliest-completion",
+    policy: str = DEFAULT_POLICY,
     deadline_s: float = 3600.0,
     max_tokens: int = 128,
     commands: CommandLink | None = None,

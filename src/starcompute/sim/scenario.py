@@ -28,6 +28,7 @@ import copy
 import difflib
 import json
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from starcompute.errors import InputError
-from starcompute.mission.policy import POLICIES
+from starcompute.mission.policy import DEFAULT_POLICY, POLICIES
 from starcompute.times import parse_utc
 
 
@@ -48,7 +49,7 @@ class Key:
     kind: str = "float"  # float | int | str | bool | list | table | str-or-list
     lo: float | None = None
     hi: float | None = None
-    choices: tuple[str, ...] = ()
+    choices: Collection[str] = ()  # a tuple, or a live registry (e.g. the policies)
 
     def allowed(self) -> str:
         if self.choices:
@@ -144,7 +145,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
     },
     "scheduler": {
-        "policy": Key("earliest-completion", "serving policy", "str", choices=POLICIES),
+        "policy": Key(DEFAULT_POLICY, "serving policy", "str", choices=POLICIES),
         "max_batch": Key(8, "queries per batch slot", "int", lo=1, hi=1024),
         "candidates": Key(
             16, "satellites considered per query (best by up + down delay)", "int", lo=1, hi=256

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from starcompute.mission.health import SPARE_CHARGE
-from starcompute.mission.policy import choose
+from starcompute.mission.policy import get_policy
 from starcompute.mission.queues import SatelliteQueue, Slot
 from starcompute.sim.scenario import Scenario
 from starcompute.sim.workload import EO, Demand, check_inputs, generate, scenario_regions
@@ -71,6 +72,18 @@ class Records:
     batch_size: IntArray
     batch_model: IntArray
     replans: IntArray  # times a failure struck the request and it was planned again
+
+
+class _Candidate(NamedTuple):
+    """A satellite the query reaches at step k (a tuple: millions are made per run)."""
+
+    sat: int
+    up_s: float  # uplink delay from the departure
+    hops: int
+
+    @property
+    def direct(self) -> bool:
+        return self.hops == 1
 
 
 @dataclass(slots=True)
@@ -113,7 +126,7 @@ class _Planner:
         self.n_steps = world.tables.n_steps
         self.horizon_s = self.n_steps * self.step_s
         self.down_delay = world.tables.down_delay_s
-        self.policy = str(sc["scheduler"]["policy"])
+        self.policy = get_policy(str(sc["scheduler"]["policy"]))
         self.infinite = bool(sc["compute"]["infinite"])
         self.deadline_s = float(sc["workload"]["deadline_s"])
         self.queues = [
@@ -192,13 +205,11 @@ class _Planner:
             at_s, i = heapq.heappop(self.struck)
             self._plan(i, out, at_s)
 
-    def _candidates(
-        self, i: int, t_s: float
-    ) -> tuple[float, float, list[tuple[int, float, int]]] | int:
+    def _candidates(self, i: int, t_s: float) -> tuple[float, float, list[_Candidate]] | int:
         """(terrestrial s, uplink departure, [(sat, up delay, hops)]) or a rejection code."""
         d, tb = self.d, self.w.tables
         if d.kind[i] == EO:
-            return 0.0, t_s, [(int(d.satellite[i]), 0.0, 0)]
+            return 0.0, t_s, [_Candidate(int(d.satellite[i]), 0.0, 0)]
         region = int(d.region[i])
         fiber = float(self.fiber_s[region])
         t_in = t_s + fiber
@@ -215,17 +226,14 @@ class _Planner:
             ups = tb.best_up_s[k, src, g].tolist()
             hops = tb.best_hops[k, src, g].tolist()
             cands = [
-                (s, u, h)
+                _Candidate(s, u, h)
                 for s, u, h in zip(sats, ups, hops, strict=True)
                 if s >= 0 and not self._known_out(s, t_s, depart, depart)
             ]
             if cands:
                 break
             k += 1
-        if self.policy == "nearest":
-            direct = [c for c in cands if c[2] == 1]
-            cands = [min(direct, key=lambda c: c[1])] if direct else []
-        return fiber, depart, cands
+        return fiber, depart, self.policy.narrow(cands)
 
     def _plan(self, i: int, out: Records, at_s: float | None = None) -> None:
         """Plan request ``i`` at its arrival (or again at ``at_s``, after a failure)."""
@@ -242,8 +250,9 @@ class _Planner:
         fiber, depart, cands = found
         q_bytes = float(d.query_bytes[i])
         full_row = self.full_batch_s[i].tolist()
-        # the best delivery so far bounds the scan (energy-aware may prefer a later one)
-        bound = submitted + self.deadline_s if self.policy == "energy-aware" else np.inf
+        # the policy's bound prunes the scan (for most: the best delivery so far)
+        policy = self.policy
+        bound = policy.first_bound_s(submitted, self.deadline_s)
         options: list[_Option] = []
         for sat, up_s, hops in cands:
             tx = q_bytes * (self.s_ground + (hops - 1) * self.s_isl) if hops else 0.0
@@ -254,9 +263,8 @@ class _Planner:
             option = self._option(i, sat, ready, full, hops, bound, t_s)
             if option is not None:
                 options.append(option)
-                if self.policy != "energy-aware":
-                    bound = min(bound, option.delivered_s)
-        pick = choose(options, self.policy, submitted, self.deadline_s, self._thrifty)
+                bound = policy.next_bound_s(bound, option)
+        pick = policy.choose(options, submitted, self.deadline_s, self._thrifty)
         if pick is None:
             out.status[i] = NO_PATH if not options else DEADLINE
             return
