@@ -97,8 +97,9 @@ _STATIONS = [("Madrid", 40.43, -3.95), ("Singapore", 1.35, 103.82), ("Santiago",
 
 def _light_time_scenario(tmp_path: Path) -> Scenario:
     """A dense 24 x 24 Walker shell (every station always sees a satellite), zero
-    inference time, zero-size messages, no per-hop processing: only light time is left.
-    Users sit on the stations (no fibre)."""
+    inference time, no prompt text, no per-hop processing: only light time is left once
+    the framing's transmission time (subtracted in the test) is. Users sit on the
+    stations (no fibre)."""
     stations = tmp_path / "stations.csv"
     stations.write_text(
         "name,lat_deg,lon_deg,alt_m,min_elevation_deg\n"
@@ -185,7 +186,13 @@ def test_infinite_compute_and_visible_links_give_pure_light_time(tmp_path: Path)
     assert ok.all() and len(ok) > 50
     assert np.all(rec.parts["wait_for_contact_s"] == 0.0)
     assert np.all(rec.parts["queue_s"] == 0.0) and np.all(rec.parts["inference_s"] == 0.0)
-    latency = rec.delivered_s - rec.demand.t_s
+    d = rec.demand
+    s_ground, s_isl = 8.0 / world.net.ground_rate_bps, 8.0 / world.net.isl.rate_bps
+    tx = d.query_bytes * (s_ground + (rec.up_hops - 1) * s_isl) + d.answer_bytes * (
+        s_ground + (rec.down_hops - 1) * s_isl
+    )  # the messages' framing and answers, at the links' rates
+    assert np.all(tx > 0) and np.all(tx < 0.01)
+    latency = rec.delivered_s - rec.demand.t_s - tx
     step = world.tables.step_s
     same_step = (rec.demand.t_s // step) == ((rec.demand.t_s + latency) // step)
     checked = 0

@@ -15,6 +15,7 @@ import pytest
 from scipy.stats import chi2
 
 from starcompute.errors import InputError
+from starcompute.mission.traffic import answer_bytes_for, query_bytes_for
 from starcompute.sim.scenario import Scenario, parse_scenario
 from starcompute.sim.workload import EO, QUERY, Demand, generate, load_diurnal, load_regions
 
@@ -260,8 +261,9 @@ def test_lognormal_median_and_spread(tmp_path: Path) -> None:
         assert (q3 - q1) / 1.349 == pytest.approx(sigma, rel=0.05)
     assert d.prompt_tokens.max() <= 4096 and d.output_tokens.max() <= 1024
     assert n > 0 and d.prompt_tokens.min() >= 1 and d.output_tokens.min() >= 1
-    np.testing.assert_array_equal(d.query_bytes, d.prompt_tokens * 4.0)
-    np.testing.assert_array_equal(d.answer_bytes, d.output_tokens * 4.0)
+    # sized by the one traffic model every planner uses (tests/test_traffic.py)
+    np.testing.assert_array_equal(d.query_bytes, query_bytes_for(d.prompt_tokens, 4.0))
+    np.testing.assert_array_equal(d.answer_bytes, answer_bytes_for(d.output_tokens))
 
 
 def test_lognormal_clipped(tmp_path: Path) -> None:

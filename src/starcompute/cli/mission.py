@@ -17,6 +17,7 @@ from starcompute.mission.availability import HEADLINE_S, availability
 from starcompute.mission.control import DeadlineError, Mission
 from starcompute.mission.policy import DEFAULT_POLICY, POLICIES
 from starcompute.mission.service import Answer, ask
+from starcompute.mission.traffic import answer_bytes, query_bytes_for
 from starcompute.orbits.constellation import load_constellation
 from starcompute.times import format_utc, parse_utc
 
@@ -194,8 +195,8 @@ def run_availability(args: argparse.Namespace) -> int:
         args.from_station,
         args.prompt_tokens,
         args.output_tokens,
-        200,
-        200 + 8 * args.output_tokens,
+        round(float(query_bytes_for(args.prompt_tokens))),
+        answer_bytes(args.output_tokens),
         progress_wanted(),
     ).summary()
     if args.json:
@@ -237,8 +238,8 @@ def run_demo(args: argparse.Namespace) -> int:
             None,
             40,
             128,
-            200,
-            1224,
+            round(float(query_bytes_for(40))),
+            answer_bytes(128),
         ).summary()
     doc = {
         "answers": [r.to_dict() for r in rows],

@@ -86,3 +86,18 @@ class Engine(Protocol):
     def generate(
         self, requests: Sequence[GenerationRequest], on_token: TokenCallback | None = None
     ) -> list[Completion]: ...
+
+
+WORD_TOKENS = 1.3  # tokens per whitespace-separated word of English (BPE vocabularies)
+MESSAGE_TOKENS = 4  # a chat template's tokens around each message (role, delimiters)
+
+
+def prompt_token_count(
+    request: GenerationRequest, count: Callable[[GenerationRequest], int] | None = None
+) -> int:
+    """A request's prompt tokens: ``count`` (the engine's tokenizer, e.g. its ``encode``
+    length) where there is one, else estimated from its words and messages."""
+    if count is not None:
+        return count(request)
+    text = request.prompt or " ".join(m.content for m in request.messages)
+    return max(1, round(WORD_TOKENS * len(text.split())) + MESSAGE_TOKENS * len(request.messages))

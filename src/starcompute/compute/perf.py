@@ -21,7 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from starcompute.compute.cards import ModelCard, bytes_per_param
-from starcompute.compute.engine import Completion, GenerationRequest, TokenCallback
+from starcompute.compute.engine import (
+    Completion,
+    GenerationRequest,
+    TokenCallback,
+    prompt_token_count,
+)
 from starcompute.errors import InputError
 from starcompute.spacecraft.hardware import HardwareProfile
 from starcompute.times import FloatArray
@@ -211,7 +216,7 @@ class SimulatedEngine:
         counts = (
             list(prompt_tokens)
             if prompt_tokens is not None
-            else [_estimate_tokens(r) for r in requests]
+            else [prompt_token_count(r) for r in requests]
         )
         out: list[Completion] = []
         for b in range(0, len(requests), self.max_batch):
@@ -237,8 +242,3 @@ class SimulatedEngine:
                     )
                 )
         return out
-
-
-def _estimate_tokens(request: GenerationRequest) -> int:
-    text = request.prompt or " ".join(m.content for m in request.messages)
-    return max(1, round(1.3 * len(text.split())) + 4 * len(request.messages))

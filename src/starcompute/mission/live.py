@@ -29,14 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from starcompute.compute.engine import Completion, GenerationRequest
+from starcompute.compute.engine import Completion, GenerationRequest, prompt_token_count
 from starcompute.errors import InputError, StarcomputeError
 from starcompute.mission import views
 from starcompute.mission.control import Mission, Trace
 from starcompute.mission.failures import Outage
 from starcompute.mission.policy import DEFAULT_POLICY
 from starcompute.mission.requestlog import RequestLog
-from starcompute.mission.spacelink import Arrival, SpaceLink, answer_bytes, job_bytes
+from starcompute.mission.spacelink import Arrival, SpaceLink
+from starcompute.mission.traffic import answer_bytes, chunk_bytes, job_bytes
 from starcompute.node.jobs import DEFAULT_CHUNK_TOKENS, Query
 from starcompute.times import OrbitClock, format_utc, offsets_s
 
@@ -145,10 +146,7 @@ class GroundSegment:
 
     def prompt_tokens(self, request: GenerationRequest) -> int:
         """Token count of the prompt (validates it against the context window)."""
-        if self.tokens is not None:
-            return self.tokens(request)
-        text = request.prompt or " ".join(m.content for m in request.messages)
-        return max(1, round(1.3 * len(text.split())))
+        return prompt_token_count(request, self.tokens)
 
     async def request(
         self, request: GenerationRequest, key_id: str | None = None, stream: bool = False
@@ -438,10 +436,9 @@ def chunk_plan(m: Mission, chunk: Any, trace: Trace) -> np.datetime64:
     """When the plan would deliver ``chunk``: released at its predicted (hardware) time,
     down by the earliest route from then (nothing booked); the trace's delivery if none."""
     from starcompute.dtn.bundle import from_dtn_ms
-    from starcompute.mission.spacelink import CHUNK_OVERHEAD_BYTES
 
     t_s = float(offsets_s(from_dtn_ms(chunk.predicted_ms), m.plan.start))
-    size = CHUNK_OVERHEAD_BYTES + len(chunk.text.encode())
+    size = chunk_bytes(chunk.text)
     found = m.downlink(m.const.index(chunk.satellite), t_s, size)
     if found is None:
         return trace.delivered

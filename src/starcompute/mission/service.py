@@ -19,13 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from starcompute.compute.engine import Engine, GenerationRequest, Message
+from starcompute.compute.engine import Engine, GenerationRequest, Message, prompt_token_count
 from starcompute.dtn.bundle import dtn_ms
 from starcompute.errors import InputError
 from starcompute.mission.control import Mission, Trace
 from starcompute.mission.live import observed
 from starcompute.mission.policy import DEFAULT_POLICY
-from starcompute.mission.spacelink import CHUNK_OVERHEAD_BYTES, Arrival, answer_bytes, job_bytes
+from starcompute.mission.spacelink import Arrival
+from starcompute.mission.traffic import answer_bytes, chunk_bytes, job_bytes
 from starcompute.mission.twin import chunk_arrival, pace_of
 from starcompute.node.jobs import DEFAULT_CHUNK_TOKENS, Chunk, Query, open_job, seal_job
 from starcompute.node.pace import ChunkBuilder
@@ -71,7 +72,7 @@ def ask(
     query = Query.of(f"ask-{next(_ids)}", request, DEFAULT_CHUNK_TOKENS)
     up = job_bytes(query, engine.name)
     encode = getattr(engine, "encode", None)
-    prompt_tokens = len(encode(request)) if encode is not None else max(1, len(prompt.split()))
+    prompt_tokens = prompt_token_count(request, (lambda r: len(encode(r))) if encode else None)
     # nothing half-done: the deadline with the largest answer, before anything runs
     probe = mission.submit(
         station,
@@ -95,7 +96,7 @@ def ask(
     )[0]
     host_s = time.perf_counter() - t0
     chunks = _chunks(mission, verified, sat, probe, prompt_tokens, steps, done, host_s)
-    down = sum(CHUNK_OVERHEAD_BYTES + len(c.text.encode()) for c in chunks)
+    down = sum(chunk_bytes(c.text) for c in chunks)
     trace = mission.submit(
         station,
         at,

@@ -18,12 +18,8 @@ import numpy as np
 
 from starcompute.dtn.bundle import from_dtn_ms
 from starcompute.mission.control import Trace
-from starcompute.node.jobs import Chunk, Query, seal_job
-from starcompute.security.telecommand import GroundKeys, Key
+from starcompute.node.jobs import Chunk, Query
 from starcompute.times import format_utc
-
-BUNDLE_OVERHEAD_BYTES = 64  # primary block, hop count, previous node, CRCs (measured: 52-60)
-CHUNK_OVERHEAD_BYTES = 320  # a chunk's CBOR fields besides its text, plus its bundle
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +66,3 @@ class SpaceLink(Protocol):
         ...
 
     def stats(self) -> dict[str, Any]: ...
-
-
-def job_bytes(query: Query, model: str) -> int:
-    """Size of the job bundle that carries ``query`` (sealed under a throwaway key)."""
-    return len(seal_job(GroundKeys(Key.generate(1)), query, model)) + BUNDLE_OVERHEAD_BYTES
-
-
-def answer_bytes(max_tokens: int, chunk_tokens: int) -> int:
-    """An upper bound on the answer's bytes: 8 bytes of UTF-8 per token at most, plus one
-    chunk's framing every ``chunk_tokens`` tokens."""
-    chunks = -(-max_tokens // chunk_tokens) + 1
-    return 8 * max_tokens + chunks * CHUNK_OVERHEAD_BYTES

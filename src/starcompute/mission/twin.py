@@ -22,7 +22,7 @@ import numpy as np
 
 from starcompute.compute.batcher import Batcher
 from starcompute.compute.cards import load_card
-from starcompute.compute.engine import Engine
+from starcompute.compute.engine import Engine, prompt_token_count
 from starcompute.compute.perf import ComputeTarget, PerformanceModel
 from starcompute.dtn.bundle import dtn_ms, from_dtn_ms
 from starcompute.errors import StarcomputeError
@@ -30,7 +30,8 @@ from starcompute.mission.control import Mission, Trace
 from starcompute.mission.health import profile
 from starcompute.mission.live import GroundSegment
 from starcompute.mission.requestlog import RequestLog
-from starcompute.mission.spacelink import CHUNK_OVERHEAD_BYTES, Arrival
+from starcompute.mission.spacelink import Arrival
+from starcompute.mission.traffic import chunk_bytes
 from starcompute.node.jobs import Chunk, Query, open_job, seal_job
 from starcompute.node.pace import ChunkBuilder, Pace
 from starcompute.security.telecommand import Command, CommandLink
@@ -48,7 +49,7 @@ def chunk_arrival(m: Mission, chunk: Chunk, after: np.datetime64) -> Arrival:
     before ``after`` (StarcomputeError if the plan has no way down from there)."""
     released = from_dtn_ms(chunk.released_ms)
     t_s = float(offsets_s(released, m.plan.start))
-    size = CHUNK_OVERHEAD_BYTES + len(chunk.text.encode())
+    size = chunk_bytes(chunk.text)
     found = m.downlink(m.const.index(chunk.satellite), t_s, size)
     if found is None:
         raise StarcomputeError(
@@ -178,7 +179,7 @@ class TwinLink:
         up = [g for g in trace.legs if g.dst == trace.serving_satellite]
         received = up[0].arrive if up else trace.submitted
         encode = getattr(self.engine, "encode", None)
-        prompt_tokens = len(encode(request)) if encode is not None else 1
+        prompt_tokens = prompt_token_count(request, (lambda r: len(encode(r))) if encode else None)
         start = trace.inference_start if trace.inference_start is not None else received
         pace = pace_of(m, trace.serving_satellite)
         return ChunkBuilder(

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from starcompute.compute.engine import Completion, Engine, GenerationRequest
+from starcompute.compute.engine import Completion, Engine, GenerationRequest, prompt_token_count
 from starcompute.dtn.bundle import dtn_ms, from_dtn_ms
 from starcompute.errors import InputError
 from starcompute.node.jobs import Chunk, Query
@@ -129,10 +129,10 @@ class JobRunner:
         )
 
     def _prompt_tokens(self, request: GenerationRequest) -> int:
-        encode = getattr(self.engine, "encode", None)
-        if encode is not None:
-            return len(encode(request))  # raises InputError past the context window
-        return max(1, round(1.3 * len(" ".join(m.content for m in request.messages).split())))
+        encode = getattr(self.engine, "encode", None)  # raises InputError past the window
+        return prompt_token_count(
+            request, (lambda r: len(encode(r))) if encode is not None else None
+        )
 
     async def _run_batch(self, batch: list[_Job]) -> None:
         loop = asyncio.get_running_loop()

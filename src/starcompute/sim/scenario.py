@@ -37,6 +37,7 @@ import numpy as np
 
 from starcompute.errors import InputError
 from starcompute.mission.policy import DEFAULT_POLICY, POLICIES
+from starcompute.mission.traffic import TEXT_BYTES_PER_TOKEN
 from starcompute.times import parse_utc
 
 
@@ -118,7 +119,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
         "trace": Key("", "CSV of prompt_tokens,output_tokens rows to sample instead", "str"),
         "bytes_per_token": Key(
-            4.0, "bytes on the wire per token (query and answer)", lo=0.0, hi=1e6
+            TEXT_BYTES_PER_TOKEN,
+            "bytes of prompt text per token (a query is its sealed job's framing plus its "
+            "text; answers are booked as every path books them: mission/traffic.py)",
+            lo=0.0,
+            hi=1e6,
         ),
         "deadline_s": Key(3600.0, "a query not deliverable within this is rejected", lo=1.0),
         "earth_observation": Key({}, "[workload.earth_observation] table", "table"),

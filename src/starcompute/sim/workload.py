@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from starcompute.data import preset_names, read_preset_or_file
 from starcompute.errors import InputError
+from starcompute.mission.traffic import answer_bytes_for, query_bytes_for
 from starcompute.sim.scenario import Scenario
 from starcompute.times import FloatArray
 
@@ -176,8 +177,8 @@ def _queries(scenario: Scenario, rng: np.random.Generator) -> Demand:
         model.astype(np.int64),
         prompt,
         output,
-        (prompt * per_token).astype(np.float64),
-        (output * per_token).astype(np.float64),
+        query_bytes_for(prompt, per_token),
+        answer_bytes_for(output),
     )
 
 

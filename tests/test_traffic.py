@@ -1,0 +1,73 @@
+"""The one traffic model (mission/traffic.py) against the real serialisation: job bundles
+sealed as the ground seals them, answer chunks encoded as nodes send them (RFC 9171
+bundles, ``dtn.bundle.encode``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from starcompute.compute.engine import GenerationRequest, Message, prompt_token_count
+from starcompute.dtn.bundle import Bundle, encode
+from starcompute.dtn.eid import MISSION_CONTROL, Eid, Service
+from starcompute.mission.traffic import (
+    TYPICAL_MODEL,
+    TYPICAL_QUERY_ID,
+    answer_bytes,
+    answer_bytes_for,
+    chunk_bytes,
+    job_bytes,
+    query_bytes_for,
+)
+from starcompute.node.jobs import Chunk, Query
+
+
+@pytest.mark.parametrize("tokens", [1, 40, 200, 4096])
+def test_query_sized_by_tokens_matches_a_sealed_job(tokens: int) -> None:
+    """A prompt known only by its token count is sized as a sealed job with that many
+    tokens of text (4 bytes each) would be: within the 4 bytes CBOR's length header may
+    add for the longer text."""
+    text = "abc " * tokens
+    real = job_bytes(Query(TYPICAL_QUERY_ID, messages=(("user", text),)), TYPICAL_MODEL)
+    assert abs(float(query_bytes_for(tokens)) - real) <= 4
+
+
+def _chunk(text: str, final: bool) -> Chunk:
+    big = 2**40  # DTN milliseconds of 2026: the widest CBOR integers a chunk carries
+    return Chunk(
+        TYPICAL_QUERY_ID, 99, text, final, "STAR-COMPUTE-2800-P99-S99", 4096, big, big, big,
+        big, big, "length" if final else None, 4096, 4096,
+    )  # fmt: skip
+
+
+def _wire(chunk: Chunk) -> int:
+    to = Eid(MISSION_CONTROL, int(Service.ANSWER))
+    bundle = Bundle(Eid(2899, int(Service.ANSWER)), to, 2**40, 7, chunk.to_bytes(), 86_400_000)
+    return len(encode(bundle.forwarded_by(Eid(2898, 0))))
+
+
+@pytest.mark.parametrize("text", ["", "Paris.", "火星 🚀 " * 8, "é" * 200])
+def test_chunk_framing_covers_a_real_chunk_bundle(text: str) -> None:
+    """A chunk booked at chunk_bytes(text) is never larger on the wire, with the widest
+    fields it can carry and the previous-node block of a forwarded bundle."""
+    for final in (False, True):
+        assert _wire(_chunk(text, final)) <= chunk_bytes(text)
+
+
+def test_answer_booking_covers_its_chunks() -> None:
+    """The answer's booking (8 bytes per token, framing per chunk and the final one)
+    covers the chunks of an answer of that many tokens of up to 8 bytes each."""
+    tokens, per_chunk = 21, 8
+    pieces = ["火星🚀"[: 1 + i % 3] for i in range(tokens)]  # 3 to 8 UTF-8 bytes each
+    texts = ["".join(pieces[i : i + per_chunk]) for i in range(0, tokens, per_chunk)]
+    wire = sum(chunk_bytes(t) for t in texts) + chunk_bytes("")
+    assert wire <= answer_bytes(tokens, per_chunk)
+    many = np.array([1, 8, 9, 21, 1024])
+    assert answer_bytes_for(many).tolist() == [answer_bytes(int(n)) for n in many]
+
+
+def test_prompt_tokens_from_the_tokenizer_or_the_estimate() -> None:
+    request = GenerationRequest(messages=(Message("user", "What is the capital of France?"),))
+    assert prompt_token_count(request, lambda r: 17) == 17
+    assert prompt_token_count(request) == round(1.3 * 6) + 4
+    assert prompt_token_count(GenerationRequest(prompt="x")) == 1
