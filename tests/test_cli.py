@@ -80,7 +80,9 @@ def test_stations_show_json(capsys: pytest.CaptureFixture[str]) -> None:
     doc = run_json(capsys, ["stations", "show", "china"])
     stations = doc["stations"]
     assert len(stations) == 5
-    assert set(stations[0]) == {"name", "lat_deg", "lon_deg", "alt_m", "min_elevation_deg"}
+    assert set(stations[0]) == {
+        "name", "lat_deg", "lon_deg", "alt_m", "min_elevation_deg", "antennas", "antennas_source"
+    }  # fmt: skip
 
 
 def test_stations_show_text_and_presets(capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,6 +19,7 @@ from starcompute.cli.common import (
 )
 from starcompute.errors import InputError
 from starcompute.ground.stations import load_stations
+from starcompute.links.antennas import DEFAULT_HANDOVER_S, tracked_plan
 from starcompute.links.config import IslConfig
 from starcompute.links.contact_plan import FORMATS, ContactPlan
 from starcompute.links.contacts import contact_plan
@@ -54,6 +55,20 @@ def register(sub: Any) -> None:
     p.add_argument("--isl", action="store_true", help="also compute laser ISL windows (+grid)")
     p.add_argument("--isl-max-range", type=float, metavar="KM", help="ISL maximum range (km)")
     p.add_argument("--isl-acquisition", type=float, metavar="S", help="ISL acquisition time (s)")
+    p.add_argument(
+        "--antennas",
+        action="store_true",
+        help="keep only the passes the stations' antennas track (finite ground segment: "
+        "each antenna one satellite at a time; counts from the station files)",
+    )
+    p.add_argument(
+        "--handover",
+        type=float,
+        default=DEFAULT_HANDOVER_S,
+        metavar="S",
+        help=f"an antenna's slew and re-acquisition between passes, with --antennas "
+        f"(default {DEFAULT_HANDOVER_S:g} s)",
+    )
     add_band(p)
     add_json(p)
     p.add_argument("--format", choices=FORMATS, help="file format for --out")
@@ -82,6 +97,14 @@ def run(args: argparse.Namespace) -> int:
         progress=progress_wanted(),
         rf=rf_config(args),
     )
+    visible = len(plan.ground)
+    if args.antennas:
+        plan, _ = tracked_plan(plan, stations, args.handover)
+        print(
+            f"antennas track {len(plan.ground)} of {visible} visible passes "
+            f"(handover {args.handover:g} s)",
+            file=sys.stderr,
+        )
     if args.out:
         fmt = args.format or _format_from_suffix(args.out)
         plan.write(args.out, fmt)

@@ -26,7 +26,8 @@ def register(sub: Any) -> None:
     show.add_argument(
         "spec",
         metavar="PRESET|FILE[,...]",
-        help="e.g. china,ksat,aws or my.csv (name,lat_deg,lon_deg,alt_m,min_elevation_deg)",
+        help="e.g. china,ksat,aws or my.csv (name,lat_deg,lon_deg[,alt_m,min_elevation_deg,"
+        "antennas,antennas_source])",
     )
     add_json(show)
     show.set_defaults(run=run_show)
@@ -38,10 +39,10 @@ def run_show(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"stations": [asdict(s) for s in stations]})
         return 0
-    print(f"{'name':<22}{'lat deg':>9}{'lon deg':>10}{'alt m':>8}{'mask deg':>10}")
+    print(f"{'name':<22}{'lat deg':>9}{'lon deg':>10}{'alt m':>8}{'mask deg':>10}  antennas")
     for s in stations:
         print(
             f"{s.name:<22}{s.lat_deg:>9.3f}{s.lon_deg:>10.3f}{s.alt_m:>8.0f}"
-            f"{s.min_elevation_deg:>10.1f}"
+            f"{s.min_elevation_deg:>10.1f}  {s.antennas} ({s.antennas_source})"
         )
     return 0

@@ -19,8 +19,17 @@ from starcompute.errors import InputError
 from starcompute.orbits.frames import geodetic_to_ecef, up_vector
 from starcompute.times import FloatArray
 
-COLUMNS = ("name", "lat_deg", "lon_deg", "alt_m", "min_elevation_deg")
+COLUMNS = (
+    "name",
+    "lat_deg",
+    "lon_deg",
+    "alt_m",
+    "min_elevation_deg",
+    "antennas",
+    "antennas_source",
+)
 DEFAULT_MIN_ELEVATION_DEG = 10.0
+DEFAULT_ANTENNAS = 1  # a station without a count: one antenna, "assumed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +39,8 @@ class GroundStation:
     lon_deg: float
     alt_m: float = 0.0
     min_elevation_deg: float = DEFAULT_MIN_ELEVATION_DEG
+    antennas: int = DEFAULT_ANTENNAS  # each tracks one satellite at a time
+    antennas_source: str = "assumed"  # where the count comes from
 
     def __post_init__(self) -> None:
         where = f"station {self.name!r}"
@@ -48,6 +59,8 @@ class GroundStation:
             raise InputError(
                 f"{where}: min_elevation_deg {self.min_elevation_deg} is out of range -5..90"
             )
+        if not 0 <= self.antennas <= 10_000:
+            raise InputError(f"{where}: antennas {self.antennas} is out of range 0..10000")
 
 
 def stations_ecef_km(stations: list[GroundStation]) -> FloatArray:
@@ -93,8 +106,12 @@ def parse_stations_csv(text: str, source: str) -> list[GroundStation]:
             _number(row, "alt_m", where, 0.0),
             _number(row, "min_elevation_deg", where, DEFAULT_MIN_ELEVATION_DEG),
         )
+        antennas = _number(row, "antennas", where, DEFAULT_ANTENNAS)
+        if antennas != int(antennas):
+            raise InputError(f"{where}: antennas must be a whole number, got {antennas}")
+        counted_by = row.get("antennas_source", "") or "assumed"
         try:
-            out.append(GroundStation(row.get("name", ""), *values))
+            out.append(GroundStation(row.get("name", ""), *values, int(antennas), counted_by))
         except InputError as exc:
             raise InputError(f"{where}: {exc}") from None
     if not out:
