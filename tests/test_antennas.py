@@ -177,3 +177,31 @@ def test_station_files_carry_antenna_counts(tmp_path: Any) -> None:
     plain.write_text("name,lat_deg,lon_deg\nX,1,2\n")
     (only,) = load_stations(str(plain))
     assert (only.antennas, only.antennas_source) == (1, "assumed")
+
+
+def test_mission_plans_on_the_tracked_passes() -> None:
+    """Mission.build(handover_s=...) (ask/availability --antennas) routes over the passes
+    the antennas track: every ground hop of a plan lies within a tracked pass."""
+    from starcompute import load_constellation, load_stations, parse_utc
+    from starcompute.mission.control import Mission
+
+    const, stations = load_constellation("three-body-12"), load_stations("china,ksat,aws")
+    start = parse_utc("2025-11-20T00:00:00Z")
+    everything = Mission.build(const, stations, start, 6 * 3600.0)
+    finite = Mission.build(const, stations, start, 6 * 3600.0, handover_s=60.0)
+    assert len(finite.plan.ground) < len(everything.plan.ground)
+    trace = finite.submit(None, parse_utc("2025-11-20T01:00:00Z"), 40, 64, 600, 2000)
+    n_sat = len(const)
+    g = finite.plan.ground
+    ground_legs = 0
+    for leg in trace.legs:
+        names = finite.names()
+        a, b = names.index(leg.src), names.index(leg.dst)
+        if max(a, b) < n_sat:
+            continue  # a laser hop
+        st, sat = (a - n_sat, b) if a >= n_sat else (b - n_sat, a)
+        t = float((leg.depart - start) / np.timedelta64(1, "s"))
+        inside = (g.station == st) & (g.satellite == sat) & (g.aos_s <= t + 1e-6) & (t <= g.los_s)
+        assert inside.any(), leg
+        ground_legs += 1
+    assert ground_legs >= 2  # up and down

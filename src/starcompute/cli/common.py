@@ -80,6 +80,30 @@ def add_band(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_antennas(parser: argparse.ArgumentParser) -> None:
+    from starcompute.links.antennas import DEFAULT_HANDOVER_S
+
+    parser.add_argument(
+        "--antennas",
+        action="store_true",
+        help="a finite ground segment: only the passes the stations' antennas track "
+        "(each antenna one satellite at a time; counts from the station files)",
+    )
+    parser.add_argument(
+        "--handover",
+        type=float,
+        default=DEFAULT_HANDOVER_S,
+        metavar="S",
+        help=f"an antenna's slew and re-acquisition between passes, with --antennas "
+        f"(default {DEFAULT_HANDOVER_S:g} s)",
+    )
+
+
+def handover_s(args: argparse.Namespace) -> float | None:
+    """The antennas' handover with --antennas, None for every visible pass."""
+    return float(args.handover) if args.antennas else None
+
+
 def rf_config(args: argparse.Namespace) -> Any:
     from starcompute.links.budgets import RfLinkConfig
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from starcompute.cli.common import (
+    add_antennas,
     add_band,
     add_json,
     add_span,
@@ -19,7 +20,7 @@ from starcompute.cli.common import (
 )
 from starcompute.errors import InputError
 from starcompute.ground.stations import load_stations
-from starcompute.links.antennas import DEFAULT_HANDOVER_S, tracked_plan
+from starcompute.links.antennas import tracked_plan
 from starcompute.links.config import IslConfig
 from starcompute.links.contact_plan import FORMATS, ContactPlan
 from starcompute.links.contacts import contact_plan
@@ -55,20 +56,7 @@ def register(sub: Any) -> None:
     p.add_argument("--isl", action="store_true", help="also compute laser ISL windows (+grid)")
     p.add_argument("--isl-max-range", type=float, metavar="KM", help="ISL maximum range (km)")
     p.add_argument("--isl-acquisition", type=float, metavar="S", help="ISL acquisition time (s)")
-    p.add_argument(
-        "--antennas",
-        action="store_true",
-        help="keep only the passes the stations' antennas track (finite ground segment: "
-        "each antenna one satellite at a time; counts from the station files)",
-    )
-    p.add_argument(
-        "--handover",
-        type=float,
-        default=DEFAULT_HANDOVER_S,
-        metavar="S",
-        help=f"an antenna's slew and re-acquisition between passes, with --antennas "
-        f"(default {DEFAULT_HANDOVER_S:g} s)",
-    )
+    add_antennas(p)
     add_band(p)
     add_json(p)
     p.add_argument("--format", choices=FORMATS, help="file format for --out")

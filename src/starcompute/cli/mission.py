@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from starcompute.cli.common import add_json, print_json, progress_wanted
+from starcompute.cli.common import add_antennas, add_json, handover_s, print_json, progress_wanted
 from starcompute.errors import InputError
 from starcompute.ground.stations import GroundStation, load_stations
 from starcompute.mission.availability import HEADLINE_S, availability
@@ -50,6 +50,7 @@ def _add_mission(p: argparse.ArgumentParser) -> None:
         "(default qwen3-8b on each satellite's hardware profile)",
     )
     p.add_argument("--policy", default=DEFAULT_POLICY, choices=POLICIES)
+    add_antennas(p)
 
 
 def register(sub: Any) -> None:
@@ -140,7 +141,9 @@ def run_ask(args: argparse.Namespace) -> int:
         if args.user_lat is None or args.user_lon is None:
             raise InputError("give both --user-lat and --user-lon")
         station = _nearest_station(stations, args.user_lat, args.user_lon)
-    mission = Mission.build(const, stations, at, 24 * 3600.0, args.timing_model)
+    mission = Mission.build(
+        const, stations, at, 24 * 3600.0, args.timing_model, handover_s=handover_s(args)
+    )
     if args.holders is not None:
         names = [] if args.holders.strip().lower() == "none" else args.holders.split(",")
         mission.holders = frozenset(const.index(n.strip()) for n in names if n.strip())
@@ -188,7 +191,9 @@ def run_availability(args: argparse.Namespace) -> int:
     stations = load_stations(args.stations)
     start = parse_utc(args.start)
     result = availability(
-        lambda h: Mission.build(const, stations, start, h, args.timing_model),
+        lambda h: Mission.build(
+            const, stations, start, h, args.timing_model, handover_s=handover_s(args)
+        ),
         start,
         args.hours,
         args.every,

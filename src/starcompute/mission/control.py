@@ -38,6 +38,7 @@ from starcompute.compute.cards import load_card
 from starcompute.compute.perf import ComputeTarget, PerformanceModel
 from starcompute.errors import InputError, StarcomputeError
 from starcompute.ground.stations import GroundStation
+from starcompute.links.antennas import tracked_plan
 from starcompute.links.config import IslConfig
 from starcompute.links.contact_plan import ContactPlan
 from starcompute.links.contacts import contact_plan
@@ -174,12 +175,17 @@ class Mission:
         timing_card: str = "qwen3-8b",
         quant: str = "int8",
         plan: ContactPlan | None = None,
+        handover_s: float | None = None,
     ) -> Mission:
         """``plan``: the contact plan to use (default: computed for the span), e.g. the
-        one the testbed's nodes were given, so planner and nodes route on the same."""
+        one the testbed's nodes were given, so planner and nodes route on the same.
+        ``handover_s``: plan on a finite ground segment, only the passes the stations'
+        antennas track with that handover between passes (None: every visible pass)."""
         load_card(timing_card)  # fail early on an unknown card
         if plan is None:
             plan = contact_plan(const, stations, start, horizon_s, isl=IslConfig.default())
+        if handover_s is not None:
+            plan, _ = tracked_plan(plan, stations, handover_s)
         grid = time_grid(start, np.ceil(horizon_s / 60.0) * 60.0, 60.0)
         eph = propagate(const, grid)
         net = Network(const, stations)
