@@ -28,6 +28,7 @@ the same scenario and seed give the same records.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -35,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from starcompute.mission.health import SPARE_CHARGE
-from starcompute.mission.policy import get_policy
+from starcompute.mission.policy import Policy, get_policy
 from starcompute.mission.queues import SatelliteQueue, Slot
 from starcompute.sim.scenario import Scenario
 from starcompute.sim.workload import EO, Demand, check_inputs, generate, scenario_regions
@@ -127,6 +128,7 @@ class _Planner:
         self.horizon_s = self.n_steps * self.step_s
         self.down_delay = world.tables.down_delay_s
         self.policy = get_policy(str(sc["scheduler"]["policy"]))
+        self.narrows = type(self.policy).narrow is not Policy.narrow
         self.infinite = bool(sc["compute"]["infinite"])
         self.deadline_s = float(sc["workload"]["deadline_s"])
         self.queues = [
@@ -205,7 +207,9 @@ class _Planner:
             at_s, i = heapq.heappop(self.struck)
             self._plan(i, out, at_s)
 
-    def _candidates(self, i: int, t_s: float) -> tuple[float, float, list[_Candidate]] | int:
+    def _candidates(
+        self, i: int, t_s: float
+    ) -> tuple[float, float, Sequence[tuple[int, float, int]]] | int:
         """(terrestrial s, uplink departure, [(sat, up delay, hops)]) or a rejection code."""
         d, tb = self.d, self.w.tables
         if d.kind[i] == EO:
@@ -226,14 +230,16 @@ class _Planner:
             ups = tb.best_up_s[k, src, g].tolist()
             hops = tb.best_hops[k, src, g].tolist()
             cands = [
-                _Candidate(s, u, h)
+                (s, u, h)
                 for s, u, h in zip(sats, ups, hops, strict=True)
                 if s >= 0 and not self._known_out(s, t_s, depart, depart)
             ]
             if cands:
                 break
             k += 1
-        return fiber, depart, self.policy.narrow(cands)
+        if not self.narrows:  # plain tuples on the hot path: most policies keep them all
+            return fiber, depart, cands
+        return fiber, depart, self.policy.narrow([_Candidate(*c) for c in cands])
 
     def _plan(self, i: int, out: Records, at_s: float | None = None) -> None:
         """Plan request ``i`` at its arrival (or again at ``at_s``, after a failure)."""
