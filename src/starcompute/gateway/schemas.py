@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from starcompute.compute.engine import GenerationRequest, Message
+from starcompute.mission.failures import OutageKind
 
 
 class TextPart(BaseModel):
@@ -72,7 +73,7 @@ class FailureRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["satellite", "station", "link"]
+    kind: OutageKind
     target: str = Field(min_length=1, max_length=200)
     start: str | None = None
     minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60)

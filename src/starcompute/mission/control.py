@@ -42,7 +42,7 @@ from starcompute.links.antennas import tracked_plan
 from starcompute.links.config import IslConfig
 from starcompute.links.contact_plan import ContactPlan
 from starcompute.links.contacts import contact_plan
-from starcompute.mission.failures import Leg, Outage
+from starcompute.mission.failures import Leg, Outage, OutageKind
 from starcompute.mission.health import SPARE_CHARGE, Health, profile
 from starcompute.mission.policy import DEFAULT_POLICY, Policy, get_policy
 from starcompute.mission.queues import SatelliteQueue, Slot
@@ -259,20 +259,25 @@ class Mission:
         (bookings made stay), a failed satellite serves nothing while it is out."""
         names = self.names()
         nodes = [lookup_node(names, n) for n in outage.nodes]
-        kinds = {"satellite": lambda n: n < self.n_sat, "station": lambda n: n >= self.n_sat}
-        if outage.kind in kinds and not kinds[outage.kind](nodes[0]):
+        kinds = {
+            OutageKind.SATELLITE: lambda n: n < self.n_sat,
+            OutageKind.STATION: lambda n: n >= self.n_sat,
+        }
+        if outage.kind in kinds and not kinds[OutageKind(outage.kind)](nodes[0]):
             raise InputError(f"{outage.target!r} is not a {outage.kind}")
         a = float(offsets_s(outage.start, self.plan.start))
         b = np.inf if outage.end is None else float(offsets_s(outage.end, self.plan.start))
         link = set(nodes)
         for c in self.graph.contacts:
             touches = (
-                {c.src, c.dst} == link if outage.kind == "link" else nodes[0] in (c.src, c.dst)
+                {c.src, c.dst} == link
+                if outage.kind == OutageKind.LINK
+                else nodes[0] in (c.src, c.dst)
             )
             lo, hi = max(a, c.start_s), min(b, c.end_s)
             if touches and hi > lo:
                 c.reserve(lo, hi - lo)
-        if outage.kind == "satellite":
+        if outage.kind == OutageKind.SATELLITE:
             self._down.setdefault(nodes[0], []).append((a, b))
         self.outages.append(outage)
 

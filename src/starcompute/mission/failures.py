@@ -13,13 +13,23 @@ which keeps every query until its answer is delivered.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
 from starcompute.errors import InputError
 from starcompute.times import format_utc
 
-KINDS = ("satellite", "station", "link")
+
+class OutageKind(StrEnum):
+    """What fails: declared once for the CLI, the scenario schema and the API."""
+
+    SATELLITE = "satellite"
+    STATION = "station"
+    LINK = "link"
+
+
+KINDS = tuple(OutageKind)
 LINK_SEP = "~"
 
 
@@ -35,7 +45,7 @@ class Leg:
 
 @dataclass(frozen=True, slots=True)
 class Outage:
-    kind: str  # satellite | station | link
+    kind: OutageKind | str  # an OutageKind (its text accepted)
     target: str  # a name, or "A~B" for a link
     start: np.datetime64
     end: np.datetime64 | None = None  # None: permanent (a lost satellite)
@@ -44,7 +54,8 @@ class Outage:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise InputError(f"outage kind {self.kind!r} is unknown: choose {', '.join(KINDS)}")
-        if (LINK_SEP in self.target) != (self.kind == "link"):
+        object.__setattr__(self, "kind", OutageKind(self.kind))
+        if (LINK_SEP in self.target) != (self.kind == OutageKind.LINK):
             raise InputError(f"a link is named A{LINK_SEP}B; got {self.kind} {self.target!r}")
         if self.end is not None and not self.end > self.start:
             raise InputError(
@@ -53,7 +64,9 @@ class Outage:
 
     @property
     def nodes(self) -> tuple[str, ...]:
-        return tuple(self.target.split(LINK_SEP)) if self.kind == "link" else (self.target,)
+        return (
+            tuple(self.target.split(LINK_SEP)) if self.kind == OutageKind.LINK else (self.target,)
+        )
 
     def active(self, t: np.datetime64) -> bool:
         return bool(self.start <= t and (self.end is None or t < self.end))
@@ -63,10 +76,10 @@ class Outage:
 
     def hits(self, legs: list[Leg]) -> bool:
         """Does a trip (its legs) need what failed while it is out?"""
-        if self.kind == "link":
+        if self.kind == OutageKind.LINK:
             pair = set(self.nodes)
             return any({g.src, g.dst} == pair and self._overlaps(g.depart, g.arrive) for g in legs)
-        if self.kind == "station":
+        if self.kind == OutageKind.STATION:
             return any(
                 self.target in (g.src, g.dst) and self._overlaps(g.depart, g.arrive) for g in legs
             )

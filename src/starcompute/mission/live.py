@@ -33,7 +33,7 @@ from starcompute.compute.engine import Completion, GenerationRequest, prompt_tok
 from starcompute.errors import InputError, StarcomputeError
 from starcompute.mission import views
 from starcompute.mission.control import Mission, Trace
-from starcompute.mission.failures import Outage
+from starcompute.mission.failures import Outage, OutageKind
 from starcompute.mission.policy import DEFAULT_POLICY
 from starcompute.mission.requestlog import RequestLog
 from starcompute.mission.spacelink import Arrival, SpaceLink
@@ -282,7 +282,7 @@ class GroundSegment:
         delivery: that satellite holds the job until its answer is down, which may be
         later than planned (the plan's inference time is the hardware's; the host running
         it may be slower)."""
-        if outage.kind == "satellite" and outage.target == trace.serving_satellite:
+        if outage.kind == OutageKind.SATELLITE and outage.target == trace.serving_satellite:
             return bool(outage.start <= max(trace.delivered, self.clock.now()))
         return outage.hits(trace.legs)
 

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from starcompute.errors import InputError
+from starcompute.mission.failures import KINDS, OutageKind
 from starcompute.mission.policy import DEFAULT_POLICY, POLICIES
 from starcompute.mission.traffic import TEXT_BYTES_PER_TOKEN
 from starcompute.times import parse_utc
@@ -167,7 +168,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "initial_soc": Key(1.0, "battery state of charge at the start", lo=0.0, hi=1.0),
     },
     "failures": {
-        "kind": Key("satellite", "what fails", "str", choices=("satellite", "station", "link")),
+        "kind": Key(OutageKind.SATELLITE.value, "what fails", "str", choices=KINDS),
         "target": Key("", "a satellite or station name, or A~B for a link", "str"),
         "at_h": Key(0.0, "hours after the start when it fails", lo=0.0, hi=288.0),
         "minutes": Key(0.0, "how long it is out (0: for good)", lo=0.0, hi=1e6),

@@ -35,6 +35,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from starcompute.mission.failures import OutageKind
 from starcompute.mission.health import SPARE_CHARGE
 from starcompute.mission.policy import Policy, get_policy
 from starcompute.mission.queues import SatelliteQueue, Slot
@@ -144,7 +145,7 @@ class _Planner:
         self.batch_size: list[int] = []
         self.sat_failures: dict[int, list[Failure]] = {}
         for f in world.failures:
-            if f.outage.kind == "satellite":
+            if f.outage.kind == OutageKind.SATELLITE:
                 self.sat_failures.setdefault(f.nodes[0], []).append(f)
         self.struck: list[tuple[float, int]] = []  # (when, request) to plan again
 
