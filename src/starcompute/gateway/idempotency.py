@@ -20,10 +20,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from starcompute.errors import StarcomputeError
+
 MAX_KEY_CHARS = 255
 
 
-class IdempotencyError(Exception):
+class IdempotencyError(StarcomputeError):
     """A key that cannot be used: ``status`` 400 (malformed) or 422 (reused)."""
 
     def __init__(self, status: int, message: str, code: str) -> None:
