@@ -12,6 +12,7 @@ from starcompute.compute.perf import ComputeTarget, PerformanceModel
 from starcompute.routing.network import Network, satellite_ecef_km, snapshot
 from starcompute.routing.paths import route
 from starcompute.routing.steps import (
+    _first_hops,
     _hop_counts,
     _next_finite,
     build_step_tables,
@@ -80,6 +81,26 @@ def test_hop_counts_follow_predecessors(net: Network) -> None:
             while pred[row, cur] != -9999:
                 cur, walk = pred[row, cur], walk + 1
             assert hops[row, node] == walk
+
+
+def test_first_hops_follow_predecessors(net: Network) -> None:
+    """The satellite at the ground end of each path: the node after the station when the
+    predecessors are walked back (routing.paths.route on the same snapshot)."""
+    snap = snapshot(net, satellite_ecef_km(net, np.array([START]))[0])
+    sources = net.n_sat + np.arange(len(net.stations))
+    _, pred = dijkstra(snap.graph, directed=True, indices=sources, return_predecessors=True)
+    first = _first_hops(pred, sources)
+    checked = 0
+    for row, src in enumerate(sources):
+        assert first[row, src] == -1
+        for node in (0, 5, 100, 600, 1000):
+            r = route(net, snap, int(src), node)
+            if r is None:
+                assert first[row, node] == -1
+                continue
+            assert first[row, node] == r.nodes[1]
+            checked += 1
+    assert checked > 10
 
 
 def test_next_finite() -> None:

@@ -129,7 +129,7 @@ def _light_time_scenario(tmp_path: Path) -> Scenario:
                 }
             ]
         },
-        "ground": {"stations": str(stations), "handoff": "nearest"},
+        "ground": {"stations": str(stations), "handoff": "nearest", "antennas": "unlimited"},
         "links": {"processing_delay_s": 0.0},
         "workload": {
             "queries_per_day": 20000.0,

@@ -66,6 +66,7 @@ def test_report_escapes_text(result: SimResult, tmp_path: Path) -> None:
         result.stations,
         result.tracks,
         result.served,
+        result.allocations,
     )
     page = write_report(odd, tmp_path / "odd.html").read_text(encoding="utf-8")
     assert "&lt;b&gt;odd &amp; name&lt;/b&gt;" in page
@@ -84,6 +85,7 @@ def test_report_without_completed_requests(result: SimResult, tmp_path: Path) ->
         result.stations,
         result.tracks,
         served,
+        result.allocations,
     )
     page = write_report(empty, tmp_path / "empty.html").read_text(encoding="utf-8")
     assert page.count(PNG) >= 6

@@ -23,6 +23,7 @@ class Batch:
     output_tokens: int
     size: int = 1
     tag: int = -1  # the caller's label (e.g. a row in its batch table)
+    model: int = 0  # which model it runs: only queries for the same model join
 
     @property
     def end_s(self) -> float:
@@ -47,14 +48,21 @@ class SatelliteQueue:
     batches: deque[Batch] = field(default_factory=deque)
 
     def slot(
-        self, ready_s: float, prompt_tokens: int, output_tokens: int, full_batch_s: float
+        self,
+        ready_s: float,
+        prompt_tokens: int,
+        output_tokens: int,
+        full_batch_s: float,
+        model: int = 0,
     ) -> Slot:
-        """The earliest slot for a query ready at ``ready_s``; ``full_batch_s`` is the
-        duration of a full batch of this query's size (used if it opens a slot)."""
+        """The earliest slot for a query for ``model`` ready at ``ready_s``;
+        ``full_batch_s`` is the duration of a full batch of this query's size (used if it
+        opens a slot)."""
         for b in self.batches:
             if (
                 b.start_s >= ready_s
                 and b.size < self.max_batch
+                and b.model == model
                 and prompt_tokens <= b.prompt_tokens
                 and output_tokens <= b.output_tokens
             ):
@@ -64,12 +72,12 @@ class SatelliteQueue:
             free = max(free, self.batches[-1].end_s)
         return Slot(free, full_batch_s, None)
 
-    def book(self, slot: Slot, prompt_tokens: int, output_tokens: int) -> Batch:
+    def book(self, slot: Slot, prompt_tokens: int, output_tokens: int, model: int = 0) -> Batch:
         """Take the slot; returns the batch the query runs in."""
         if slot.joins is not None:
             slot.joins.size += 1
             return slot.joins
-        batch = Batch(slot.start_s, slot.inference_s, prompt_tokens, output_tokens)
+        batch = Batch(slot.start_s, slot.inference_s, prompt_tokens, output_tokens, model=model)
         self.batches.append(batch)
         return batch
 

@@ -139,10 +139,18 @@ def satellite_ecef_km(net: Network, times: DatetimeArray) -> FloatArray:
     return np.transpose(teme_to_ecef(eph.r_teme_km, eph.times), (1, 0, 2))
 
 
-def snapshot(net: Network, r_ecef_km: FloatArray, size_bytes: float = 0.0) -> Snapshot:
-    """The graph at one instant from satellite ECEF positions (N, 3)."""
+def snapshot(
+    net: Network,
+    r_ecef_km: FloatArray,
+    size_bytes: float = 0.0,
+    *,
+    tracked: npt.NDArray[np.bool_] | None = None,
+) -> Snapshot:
+    """The graph at one instant from satellite ECEF positions (N, 3); ``tracked`` (S, N):
+    the only station-satellite pairs with a ground link (a finite ground segment's
+    antennas), default every pair in view."""
     src, dst, rng, rate = _isl_edges(net, r_ecef_km)
-    g_src, g_dst, g_rng, g_rate = _ground_edges(net, r_ecef_km)
+    g_src, g_dst, g_rng, g_rate = _ground_edges(net, r_ecef_km, tracked)
     n_isl = len(src) // 2
     src = np.concatenate([src, g_src])
     dst = np.concatenate([dst, g_dst])
@@ -169,11 +177,31 @@ def _isl_edges(net: Network, r: FloatArray) -> tuple[IntArray, IntArray, FloatAr
     return np.r_[a, b], np.r_[b, a], np.r_[dist, dist], np.r_[rate, rate]
 
 
-def _ground_edges(net: Network, r: FloatArray) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
+def station_view(net: Network, r: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """(S, N) slant range (km) and sine of the elevation of every satellite from every
+    station, from satellite ECEF positions (N, 3)."""
     d = r[None, :, :] - net._station_ecef[:, None, :]  # (S, N, 3)
     rng = np.linalg.norm(d, axis=2)
-    sin_el = np.einsum("snk,sk->sn", d, net._station_up) / rng
-    sta, sat = np.nonzero(sin_el >= net._sin_mask[:, None])
+    return rng, np.einsum("snk,sk->sn", d, net._station_up) / rng
+
+
+def in_view(net: Network, r: FloatArray) -> npt.NDArray[np.bool_]:
+    """(..., S, N): each satellite above each station's minimum elevation, from satellite
+    ECEF positions (..., N, 3) (matrix products: fast over many instants at once)."""
+    st, up = net._station_ecef, net._station_up  # (S, 3)
+    r_up = r @ up.T - np.einsum("sk,sk->s", st, up)  # (..., N, S): (r - st) . up
+    rng2 = np.einsum("...nk,...nk->...n", r, r)[..., None] - 2.0 * (r @ st.T)
+    rng2 += np.einsum("sk,sk->s", st, st)  # |r - st|^2
+    ok = r_up >= net._sin_mask * np.sqrt(np.maximum(rng2, 0.0))
+    return np.swapaxes(ok, -1, -2)
+
+
+def _ground_edges(
+    net: Network, r: FloatArray, tracked: npt.NDArray[np.bool_] | None
+) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
+    rng, sin_el = station_view(net, r)
+    ok = sin_el >= net._sin_mask[:, None]
+    sta, sat = np.nonzero(ok if tracked is None else ok & tracked)
     dist = rng[sta, sat]
     rate = np.full(len(sta), net.ground_rate_bps)
     if net.rf is not None:

@@ -14,6 +14,10 @@ Definitions (summary.json):
   satellite in the power model run with the planned load;
 * ``downlink_bytes`` / ``uplink_bytes``: bytes over ground links; ``isl_bytes``: bytes
   over laser links (each hop counted);
+* ``ground_segment``: antennas per station (or unlimited), the handover, passes in view on
+  the grid and passes tracked, and the bytes reserved on them against their capacity
+  (rate x duration each way); ``allocations`` (allocations.parquet) has one row per
+  tracked pass and direction;
 * ``littles_law``: time-average of requests in the system (integrated bin by bin from
   the request table) against arrival rate x mean time in system.
 """
@@ -49,6 +53,7 @@ class SimResult:
     stations: Columns  # name, lat_deg, lon_deg, uplinks, downlinks
     tracks: Columns  # t_s and subpoints of a few satellites (for the map)
     served: Columns  # per batch: lat_deg, lon_deg under the satellite, queries in it
+    allocations: Columns  # per tracked pass and direction: antenna, times, bytes reserved
 
 
 def measure(world: World, rec: Records) -> SimResult:
@@ -66,9 +71,57 @@ def measure(world: World, rec: Records) -> SimResult:
     stations = _station_table(world, rec)
     lat, lon = served_subpoints(world, rec)
     served = {"lat_deg": lat, "lon_deg": lon, "queries": rec.batch_size}
+    allocations = _allocation_table(world, rec)
+    summary["ground_segment"] = _ground_segment(world, allocations)
     return SimResult(
-        str(sc[""]["name"]), summary, requests, satellites, series, stations, _tracks(world), served
-    )
+        str(sc[""]["name"]), summary, requests, satellites, series, stations, _tracks(world),
+        served, allocations,
+    )  # fmt: skip
+
+
+def _allocation_table(world: World, rec: Records) -> Columns:
+    """One row per tracked pass and direction (up: station to satellite)."""
+    p = world.passes
+    names = np.array(list(world.const.names), dtype=object)
+    stations = np.array([s.name for s in world.stations], dtype=object)
+    capacity = p.rate_bps * (p.los_s - p.aos_s) / 8.0
+
+    def both(a: np.ndarray) -> np.ndarray:
+        return np.concatenate([a, a])
+
+    n = len(p)
+    return {
+        "station": both(stations[p.station]),
+        "antenna": both(world.antenna),
+        "satellite": both(names[p.satellite]),
+        "direction": np.array(["up"] * n + ["down"] * n, dtype=object),
+        "start_s": both(p.aos_s),
+        "end_s": both(p.los_s),
+        "rate_bps": both(p.rate_bps),
+        "bytes_reserved": np.concatenate([rec.pass_bytes_up, rec.pass_bytes_down]),
+        "capacity_bytes": both(capacity),
+    }
+
+
+def _ground_segment(world: World, alloc: Columns) -> dict[str, Any]:
+    g = world.scenario["ground"]
+    finite = g["antennas"] != "unlimited"
+    up = alloc["direction"] == "up"
+    cap = alloc["capacity_bytes"]
+    fill = np.divide(alloc["bytes_reserved"], cap, out=np.zeros(len(cap)), where=cap > 0)
+    return {
+        "antennas": {s.name: s.antennas for s in world.stations} if finite else "unlimited",
+        "antennas_source": {s.name: s.antennas_source for s in world.stations} if finite else "",
+        "handover_s": float(g["handover_s"]) if finite else 0.0,
+        "passes_in_view": world.visible_passes,
+        "passes_tracked": len(world.passes),
+        "approximation": f"passes on the {world.tables.step_s:g} s grid; volume reserved per pass",
+        "bytes_reserved_up": int(alloc["bytes_reserved"][up].sum()),
+        "bytes_reserved_down": int(alloc["bytes_reserved"][~up].sum()),
+        "capacity_bytes_up": int(cap[up].sum()),
+        "capacity_bytes_down": int(cap[~up].sum()),
+        "max_pass_fill": _r(float(fill.max()) if len(fill) else 0.0),
+    }
 
 
 def _summary(

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from starcompute.errors import InputError
 from starcompute.sim.metrics import Columns, SimResult
 
-TABLES = ("requests", "satellites", "series", "stations")
+TABLES = ("requests", "satellites", "series", "stations", "allocations")
 
 
 def summary_json(summary: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ Layout (all sections optional except what has no default)::
 
     name, description, start, duration_h, drain_h, step_s, seed
     [constellation]  preset | file | [[constellation.shell]], roles, hardware
-    [ground]         stations, handoff, fiber_km_s, min_elevation_deg
+    [ground]         stations, handoff, fiber_km_s, min_elevation_deg, antennas, handover_s
     [links]          isl_max_range_km, processing_delay_s, ground_rate_bps, isl_rate_bps
     [[models]]       name, quant, share, placement
     [workload]       queries_per_day, regions, diurnal, prompt_tokens, output_tokens,
@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from starcompute.errors import InputError
+from starcompute.links.antennas import DEFAULT_HANDOVER_S
 from starcompute.mission.failures import KINDS, OutageKind
 from starcompute.mission.policy import DEFAULT_POLICY, POLICIES
 from starcompute.mission.traffic import TEXT_BYTES_PER_TOKEN
@@ -96,6 +97,18 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "fiber_km_s": Key(200_000.0, "speed in terrestrial fibre (2/3 c)", lo=1.0),
         "min_elevation_deg": Key(
             -1.0, "override stations' minimum elevation (-1: keep)", lo=-1.0, hi=90.0
+        ),
+        "antennas": Key(
+            "stations",
+            "stations: each station's antenna count (presets/CSV), one satellite per antenna; "
+            "unlimited: every pass in view is a link",
+            "str",
+            choices=("stations", "unlimited"),
+        ),
+        "handover_s": Key(
+            DEFAULT_HANDOVER_S,
+            "an antenna's slew + re-acquisition between two passes (assumed)",
+            lo=0.0,
         ),
     },
     "links": {

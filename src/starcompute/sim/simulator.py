@@ -10,6 +10,14 @@ and the way down the first step with a path after the inference ends; the policy
 (``mission.policy``) picks, and the slot is booked. A query that cannot be delivered
 within its deadline or the simulated horizon is rejected (nothing is booked for it).
 
+The ground segment is finite (``sim.world``): only the passes the stations' antennas
+track are links in the routing tables, and each carries at most rate x duration each
+way. Booking a query reserves its bytes on the pass its way up starts on and its
+answer's bytes on the pass its way down ends on; a candidate whose uplink pass is full
+is skipped, and an answer whose downlink pass is full waits for the next step whose way
+down has room (approximation: volume is reserved per pass, not as a time slot within
+it; the route at that step is the tables' one, not re-searched around the full pass).
+
 Failures (the scenario's [[failures]]) are out of the routing tables while they last;
 mission control learns of one when it starts. A satellite known to be out is no
 candidate; a query whose serving satellite fails while it holds the query (from the
@@ -19,9 +27,13 @@ delivered or explicitly rejected; an Earth-observation image dies with the satel
 took it (``satellite-lost``).
 
 Candidates are scanned in order of their up + down delay at submission; one is skipped
-as soon as a lower bound (the end of its inference, on an empty queue, then in its
-actual slot) cannot beat the best delivery found so far, so the skipping never changes
-the choice (``energy-aware`` scans every candidate within the deadline). Deterministic:
+as soon as a lower bound cannot beat the policy's bound (for most: the best delivery
+found so far), so the skipping never changes the choice. The bound before its queue is
+looked at: the delivery if its queue were empty (the end of its inference, then the
+earliest arrival down the tables give from then on, ``_arrival_floor``, plus the
+answer's transmission over one ground hop); candidates are evaluated in the order of
+that bound, so the scan stops at the first that cannot win; then the same bound with its
+actual slot (``energy-aware`` scans every candidate within the deadline). Deterministic:
 the same scenario and seed give the same records.
 """
 
@@ -74,6 +86,8 @@ class Records:
     batch_size: IntArray
     batch_model: IntArray
     replans: IntArray  # times a failure struck the request and it was planned again
+    pass_bytes_up: FloatArray  # bytes reserved on each tracked pass (world.passes), up
+    pass_bytes_down: FloatArray  # and down
 
 
 class _Candidate(NamedTuple):
@@ -82,6 +96,7 @@ class _Candidate(NamedTuple):
     sat: int
     up_s: float  # uplink delay from the departure
     hops: int
+    up_pass: int  # the tracked pass the way up starts on (-1: none, on board already)
 
     @property
     def direct(self) -> bool:
@@ -99,6 +114,8 @@ class _Option:
     station_down: int
     hops_up: int
     hops_down: int
+    pass_up: int
+    pass_down: int
 
 
 def simulate_records(scenario: Scenario, progress: Progress | None = None) -> tuple[World, Records]:
@@ -128,6 +145,10 @@ class _Planner:
         self.n_steps = world.tables.n_steps
         self.horizon_s = self.n_steps * self.step_s
         self.down_delay = world.tables.down_delay_s
+        # earliest arrival on the ground from each satellite leaving after step k
+        arrive = np.arange(self.n_steps)[:, None] * self.step_s + self.down_delay
+        later = np.minimum.accumulate(arrive[::-1], axis=0)[::-1]
+        self.later_arrival_s = np.vstack([later[1:], np.full((1, later.shape[1]), np.inf)])
         self.policy = get_policy(str(sc["scheduler"]["policy"]))
         self.narrows = type(self.policy).narrow is not Policy.narrow
         self.infinite = bool(sc["compute"]["infinite"])
@@ -148,6 +169,11 @@ class _Planner:
             if f.outage.kind == OutageKind.SATELLITE:
                 self.sat_failures.setdefault(f.nodes[0], []).append(f)
         self.struck: list[tuple[float, int]] = []  # (when, request) to plan again
+        passes = world.passes
+        volume = (passes.rate_bps * (passes.los_s - passes.aos_s) / 8.0).tolist()
+        self.room_up: list[float] = list(volume)  # bytes each pass can still carry, up
+        self.room_down: list[float] = list(volume)
+        self.capacity_bytes = np.asarray(volume, dtype=np.float64)
 
     def _full_batch_times(self) -> FloatArray:
         """(requests, hardware) time of a full batch of each request's size."""
@@ -200,6 +226,8 @@ class _Planner:
         out.batch_duration_s = b[:, 2]
         out.batch_model = b[:, 3].astype(np.int64)
         out.batch_size = np.array(self.batch_size, dtype=np.int64)
+        out.pass_bytes_up = self.capacity_bytes - np.array(self.room_up, dtype=np.float64)
+        out.pass_bytes_down = self.capacity_bytes - np.array(self.room_down, dtype=np.float64)
         return out
 
     def _plan_struck(self, until_s: float, out: Records) -> None:
@@ -209,12 +237,14 @@ class _Planner:
             self._plan(i, out, at_s)
 
     def _candidates(
-        self, i: int, t_s: float
-    ) -> tuple[float, float, Sequence[tuple[int, float, int]]] | int:
-        """(terrestrial s, uplink departure, [(sat, up delay, hops)]) or a rejection code."""
+        self, i: int, t_s: float, q_bytes: float
+    ) -> tuple[float, float, Sequence[tuple[int, float, int, int]]] | int:
+        """(terrestrial s, uplink departure, [(sat, up delay, hops, uplink pass)]) or a
+        rejection code; a candidate whose uplink pass cannot take ``q_bytes`` is none."""
         d, tb = self.d, self.w.tables
+        assert tb.best_pass is not None
         if d.kind[i] == EO:
-            return 0.0, t_s, [_Candidate(int(d.satellite[i]), 0.0, 0)]
+            return 0.0, t_s, [_Candidate(int(d.satellite[i]), 0.0, 0, -1)]
         region = int(d.region[i])
         fiber = float(self.fiber_s[region])
         t_in = t_s + fiber
@@ -230,10 +260,14 @@ class _Planner:
             sats = tb.best_sat[k, src, g].tolist()
             ups = tb.best_up_s[k, src, g].tolist()
             hops = tb.best_hops[k, src, g].tolist()
+            pids = tb.best_pass[k, src, g].tolist()
+            room, fails = self.room_up, self.sat_failures
             cands = [
-                (s, u, h)
-                for s, u, h in zip(sats, ups, hops, strict=True)
-                if s >= 0 and not self._known_out(s, t_s, depart, depart)
+                (s, u, h, p)
+                for s, u, h, p in zip(sats, ups, hops, pids, strict=True)
+                if s >= 0
+                and room[p] >= q_bytes
+                and not (fails and self._known_out(s, t_s, depart, depart))
             ]
             if cands:
                 break
@@ -250,24 +284,31 @@ class _Planner:
         if d.kind[i] == EO and self._known_out(int(d.satellite[i]), t_s, t_s, t_s):
             out.status[i] = SAT_LOST  # the image was on the satellite that failed
             return
-        found = self._candidates(i, t_s)
+        q_bytes = float(d.query_bytes[i])
+        found = self._candidates(i, t_s, q_bytes)
         if isinstance(found, int):
             out.status[i] = found
             return
         fiber, depart, cands = found
-        q_bytes = float(d.query_bytes[i])
         full_row = self.full_batch_s[i].tolist()
         # the policy's bound prunes the scan (for most: the best delivery so far)
         policy = self.policy
         bound = policy.first_bound_s(submitted, self.deadline_s)
         options: list[_Option] = []
-        for sat, up_s, hops in cands:
+        a_tx = float(d.answer_bytes[i]) * self.s_ground  # at least one ground hop down
+        scan = []
+        for sat, up_s, hops, up_pass in cands:
             tx = q_bytes * (self.s_ground + (hops - 1) * self.s_isl) if hops else 0.0
             ready = depart + up_s + tx
             full = full_row[self.hw_of_sat[sat]]
-            if ready + full >= bound:  # even an empty queue could not do better
-                continue
-            option = self._option(i, sat, ready, full, hops, bound, t_s)
+            floor = self._arrival_floor(ready + full, sat) + a_tx  # on an empty queue
+            if floor < bound:
+                scan.append((floor, sat, ready, full, hops, up_pass))
+        scan.sort()
+        for floor, sat, ready, full, hops, up_pass in scan:
+            if floor >= bound:
+                break  # nor can any after it
+            option = self._option(i, sat, ready, full, hops, bound, t_s, up_pass)
             if option is not None:
                 options.append(option)
                 bound = policy.next_bound_s(bound, option)
@@ -283,6 +324,7 @@ class _Planner:
         strike = self._strike(pick.sat, t_s, pick.ready_s, pick.down_depart_s)
         if strike is not None:  # it fails while holding the query: plan again then
             self.batch_size[out.batch[i]] -= 1
+            self.room_down[pick.pass_down] += float(d.answer_bytes[i])  # never sent
             out.replans[i] += 1
             out.status[i], out.serving_sat[i], out.batch[i] = -1, -1, -1
             out.delivered_s[i] = np.nan
@@ -305,8 +347,9 @@ class _Planner:
         return min(starts) if starts else None
 
     def _option(
-        self, i: int, sat: int, ready: float, full: float, hops: int, bound: float, now_s: float
-    ) -> _Option | None:
+        self, i: int, sat: int, ready: float, full: float, hops: int, bound: float,
+        now_s: float, up_pass: int,
+    ) -> _Option | None:  # fmt: skip
         """Serving on ``sat`` (None: not admitted, known to be out, no way down, or no
         better than bound)."""
         d, tb, h = self.d, self.w.tables, self.w.health
@@ -314,29 +357,56 @@ class _Planner:
             slot = Slot(ready, 0.0, None)
         else:
             slot = self.queues[sat].slot(
-                ready, int(d.prompt_tokens[i]), int(d.output_tokens[i]), full
+                ready, int(d.prompt_tokens[i]), int(d.output_tokens[i]), full, int(d.model[i])
             )
         end = slot.start_s + slot.inference_s
-        if end >= bound or (h is not None and not h.admits(sat, slot.start_s, slot.inference_s)):
-            return None
         k = int(end // self.step_s)
         if k >= self.n_steps:
             return None
-        k = int(tb.next_down_step[k, sat])
+        a_bytes = float(d.answer_bytes[i])
+        if self._arrival_floor(end, sat) + a_bytes * self.s_ground >= bound or (
+            h is not None and not h.admits(sat, slot.start_s, slot.inference_s)
+        ):
+            return None
+        k, down_pass = self._down_step(int(tb.next_down_step[k, sat]), sat, a_bytes)
         if k < 0:
             return None
         dep = max(end, k * self.step_s)
         hops_down = int(tb.down_hops[k, sat])
-        a_bytes = float(d.answer_bytes[i])
         down = float(self.down_delay[k, sat]) + a_bytes * (
             self.s_ground + (hops_down - 1) * self.s_isl
         )
         delivered = dep + down
-        if delivered > self.horizon_s or self._known_out(sat, now_s, ready, dep):
+        if delivered > self.horizon_s or (
+            self.sat_failures and self._known_out(sat, now_s, ready, dep)
+        ):
             return None
         return _Option(
-            sat, slot, ready, dep, down, delivered, int(tb.down_station[k, sat]), hops, hops_down
-        )
+            sat, slot, ready, dep, down, delivered, int(tb.down_station[k, sat]), hops, hops_down,
+            up_pass, down_pass,
+        )  # fmt: skip
+
+    def _arrival_floor(self, end_s: float, sat: int) -> float:
+        """A lower bound on when anything leaving ``sat`` at ``end_s`` reaches the ground
+        (transmission aside): the earliest arrival over the tables' ways down from then
+        on, less a nanosecond against rounding."""
+        k = int(end_s // self.step_s)
+        if k >= self.n_steps:
+            return np.inf
+        now = end_s + float(self.down_delay[k, sat])
+        return min(now, float(self.later_arrival_s[k, sat])) - 1e-9
+
+    def _down_step(self, k: int, sat: int, size_bytes: float) -> tuple[int, int]:
+        """(step, pass) of the first way down from ``sat`` at or after step ``k`` whose
+        pass has room for ``size_bytes``; (-1, -1) if none before the horizon."""
+        tb = self.w.tables
+        assert tb.down_pass is not None
+        while k >= 0:
+            pid = int(tb.down_pass[k, sat])
+            if self.room_down[pid] >= size_bytes:
+                return k, pid
+            k = int(tb.next_down_step[k + 1, sat]) if k + 1 < self.n_steps else -1
+        return -1, -1
 
     def _thrifty(self, o: _Option) -> bool:
         h = self.w.health
@@ -355,7 +425,9 @@ class _Planner:
             self.batch_size.append(1)
         else:
             queue = self.queues[o.sat]
-            batch = queue.book(o.slot, int(d.prompt_tokens[i]), int(d.output_tokens[i]))
+            batch = queue.book(
+                o.slot, int(d.prompt_tokens[i]), int(d.output_tokens[i]), int(d.model[i])
+            )
             queue.retire_before(t_s)  # no later query can join a slot that started before now
             if batch.tag >= 0:
                 index = batch.tag
@@ -364,6 +436,9 @@ class _Planner:
                 index = batch.tag = len(self.batches)
                 self.batches.append((o.sat, batch.start_s, batch.inference_s, int(d.model[i])))
                 self.batch_size.append(1)
+        if o.pass_up >= 0:
+            self.room_up[o.pass_up] -= float(d.query_bytes[i])
+        self.room_down[o.pass_down] -= float(d.answer_bytes[i])
         end = o.slot.start_s + o.slot.inference_s
         out.status[i] = DELIVERED
         out.serving_sat[i] = o.sat
@@ -414,4 +489,6 @@ def _empty_records(d: Demand) -> Records:
         batch_size=np.zeros(0, dtype=np.int64),
         batch_model=np.zeros(0, dtype=np.int64),
         replans=ints(0),
+        pass_bytes_up=np.zeros(0),
+        pass_bytes_down=np.zeros(0),
     )

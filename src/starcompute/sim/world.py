@@ -1,6 +1,16 @@
-"""The world of a scenario, built once: constellation, stations, network, routing tables
-on the time grid, satellite health for admission, and the performance model of every
-(model, hardware) pair."""
+"""The world of a scenario, built once: constellation, stations, network, the ground
+segment's passes and the antennas that track them, routing tables on the time grid,
+satellite health for admission, and the performance model of every (model, hardware)
+pair.
+
+The ground segment (``[ground] antennas``): with ``stations`` each station has the
+antennas its preset or CSV gives (``GroundStation.antennas``), each tracking one
+satellite at a time with ``handover_s`` between passes; the passes they track are chosen
+by ``links.antennas.allocate`` (greatest volume, exact) from every pass on the time grid,
+and only those links exist in the routing tables. With ``unlimited`` every pass in view
+is a link (one dish per satellite in view). Either way a pass carries at most rate x
+duration each way: the planner reserves what it sends on it.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +29,9 @@ from starcompute.compute.cards import load_card
 from starcompute.compute.perf import ComputeTarget, PerformanceModel
 from starcompute.errors import InputError
 from starcompute.ground.stations import GroundStation, load_stations, station_presets
+from starcompute.links.antennas import allocate
 from starcompute.links.config import IslConfig
+from starcompute.links.contact_plan import GroundContacts
 from starcompute.mission.failures import Outage
 from starcompute.mission.health import Health, profile
 from starcompute.orbits.constellation import (
@@ -29,7 +41,14 @@ from starcompute.orbits.constellation import (
     load_constellation,
 )
 from starcompute.routing.network import Network, lookup_node
-from starcompute.routing.steps import StepTables, build_step_tables, grid_steps, join_step_tables
+from starcompute.routing.steps import (
+    StepTables,
+    attach_passes,
+    build_step_tables,
+    grid_passes,
+    grid_steps,
+    join_step_tables,
+)
 from starcompute.sim.scenario import Scenario
 from starcompute.times import from_offsets, offsets_s
 
@@ -51,6 +70,11 @@ class World:
     hw_of_sat: npt.NDArray[np.int64]
     perf: list[list[PerformanceModel]]  # [model][hardware]
     failures: list[Failure] = dataclasses.field(default_factory=list)
+    passes: GroundContacts = dataclasses.field(default_factory=GroundContacts.empty)  # tracked
+    antenna: npt.NDArray[np.int64] = dataclasses.field(  # of each tracked pass (-1: unlimited)
+        default_factory=lambda: np.zeros(0, dtype=np.int64)
+    )
+    visible_passes: int = 0  # passes in view on the grid, tracked or not
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,16 +126,23 @@ def build_world(
     failures = scenario_failures(scenario, const, stations)
     n_steps = grid_steps(scenario.horizon_s, float(scenario[""]["step_s"]))
     split = n_steps // 2 if parallel and _worth_a_process(len(const), n_steps) else n_steps
+    if progress is not None:
+        progress("passes", 0, 1)
+    seen = grid_passes(
+        net, scenario.start, scenario.horizon_s, float(scenario[""]["step_s"]), net.ground_rate_bps
+    )
+    passes, antenna = ground_segment(scenario, stations, seen)
     with _helper_process(split < n_steps) as pool:
-        second = pool.submit(_second_half, scenario, split) if pool is not None else None
+        second = pool.submit(_second_half, scenario, split, passes) if pool is not None else None
         if progress is not None:
             progress("routing", 0, split)
-        tables = _tables(scenario, net, holders, range(split), progress, failures)
+        tables = _tables(scenario, net, holders, range(split), progress, failures, passes)
         if second is not None:
             rest, health = second.result()
             tables = join_step_tables([tables, rest])
         else:
             health = _health(scenario, const, progress)
+    tables = attach_passes(tables, passes)
     hw_names = list(dict.fromkeys(const.hardware))
     hw_of_sat = np.array([hw_names.index(h) for h in const.hardware])
     perf = [
@@ -125,8 +156,20 @@ def build_world(
     ]
     return World(
         scenario, const, stations, net, holders, tables, health, hw_names, hw_of_sat, perf,
-        failures,
+        failures, passes, antenna, len(seen),
     )  # fmt: skip
+
+
+def ground_segment(
+    scenario: Scenario, stations: list[GroundStation], seen: GroundContacts
+) -> tuple[GroundContacts, npt.NDArray[np.int64]]:
+    """The passes the ground segment tracks, and the antenna of each (-1: unlimited)."""
+    g = scenario["ground"]
+    if g["antennas"] == "unlimited":
+        return seen, np.full(len(seen), -1, dtype=np.int64)
+    tracked, antenna = allocate(seen, [s.antennas for s in stations], float(g["handover_s"]))
+    order = np.lexsort((tracked.satellite, tracked.station, tracked.aos_s))
+    return tracked.select(order), antenna[order]
 
 
 def _worth_a_process(n_sat: int, n_steps: int) -> bool:
@@ -144,7 +187,9 @@ def _helper_process(wanted: bool) -> Iterator[ProcessPoolExecutor | None]:
         yield pool
 
 
-def _second_half(scenario: Scenario, split: int) -> tuple[StepTables, Health | None]:
+def _second_half(
+    scenario: Scenario, split: int, passes: GroundContacts
+) -> tuple[StepTables, Health | None]:
     """In the helper process: the health run, then the routing steps from ``split`` on."""
     const = scenario_constellation(scenario)
     stations = scenario_stations(scenario)
@@ -153,12 +198,12 @@ def _second_half(scenario: Scenario, split: int) -> tuple[StepTables, Health | N
     health = _health(scenario, const, None)
     n_steps = grid_steps(scenario.horizon_s, float(scenario[""]["step_s"]))
     failures = scenario_failures(scenario, const, stations)
-    return _tables(scenario, net, holders, range(split, n_steps), None, failures), health
+    return _tables(scenario, net, holders, range(split, n_steps), None, failures, passes), health
 
 
 def _tables(
     scenario: Scenario, net: Network, holders: BoolArray, steps: range,
-    progress: Progress | None, failures: list[Failure],
+    progress: Progress | None, failures: list[Failure], passes: GroundContacts,
 ) -> StepTables:  # fmt: skip
     def tick(advance: int) -> None:
         if progress is not None:
@@ -174,6 +219,7 @@ def _tables(
         tick,
         steps,
         [(f.start_s, f.end_s, f.nodes) for f in failures],
+        passes,
     )
 
 
