@@ -95,7 +95,7 @@ def _passes(n: int, stations: int, seed: int) -> GroundContacts:
     return GroundContacts(
         rng.integers(0, stations, n).astype(np.int64),
         rng.integers(0, 50, n).astype(np.int64),
-        aos, los, (aos + los) / 2, z + 45.0, z + 900.0, rng.choice([1e8, 2.2e8], n),
+        aos, los, (aos + los) / 2, z + 45.0, z + 900.0, rng.choice([1e8, 2.2e8], n), z + 2e7,
     )  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from starcompute.links.budgets import (
     RfLinkConfig,
     atmospheric_attenuation_db,
     default_processing_delay_s,
+    dish_gain_dbi,
     dvbs2_modcods,
     free_space_path_loss_db,
     optical_isl_rate_bps,
@@ -272,7 +273,7 @@ def test_presets_give_documented_rates() -> None:
 def test_preset_overrides_and_unknown_name() -> None:
     assert RfLinkConfig.preset("x-band", eirp_dbw=10.0).eirp_dbw == 10.0
     assert RfLinkConfig.preset("x-band").symbol_rate_baud == pytest.approx(200e6)
-    with pytest.raises(UnknownPresetError, match="ka-band, x-band"):
+    with pytest.raises(UnknownPresetError, match="ka-band, ka-band-up, s-band-up, x-band"):
         RfLinkConfig.preset("s-band")
 
 
@@ -349,3 +350,58 @@ def test_delays() -> None:
         serialization_delay_s(1500, 0.0)
     with pytest.raises(InputError, match="range_km"):
         propagation_delay_s(-5.0)
+
+
+# ---------------------------------------------------------------------------- uplinks
+
+
+def test_worked_uplink_example() -> None:
+    """A C-band uplink worked in a textbook exercise ("Question #12.1", as quoted at
+    https://1library.co/article/aplicaciones-espacio-teleco-revista-de-la-etsit-upct.zlg8j512):
+    a 9 m earth-station dish (68 % aperture efficiency) at 6.285 GHz over 38,500 km into a
+    satellite receive gain of 31 dB less 2 dB off axis with a 500 K system (27.0 dBK),
+    0.5 dB atmospheric and other losses, 27 MHz noise bandwidth. Worked there:
+    Gt = 53.8 dB, Lp = 200.1 dB, received power Pt - 117.7 dBW, noise -127.3 dBW, so a
+    clear-air C/N of 26 dB takes Pt = -101.3 + 117.7 = 16.4 dBW. The same numbers through
+    dish_gain_dbi, the ITU-R P.525 loss and the budget (station EIRP into satellite G/T)."""
+    gain = dish_gain_dbi(9.0, 6.285, 0.68)
+    assert gain == pytest.approx(53.8, abs=0.1)
+    assert float(free_space_path_loss_db(38_500.0, 6.285)) == pytest.approx(200.1, abs=0.05)
+    config = RfLinkConfig(
+        band="c-band-up",
+        frequency_ghz=6.285,
+        bandwidth_hz=27e6,
+        rolloff=0.35,
+        eirp_dbw=16.4 + gain,
+        gt_db_k=29.0 - 10.0 * math.log10(500.0),
+        availability_pct=99.9,
+        antenna_diameter_m=9.0,
+        implementation_margin_db=0.0,
+        other_losses_db=0.0,
+        direction="up",
+    )
+    budget = rf_link_budget(38_500.0, 30.0, *MIYUN, config, atmospheric_db=0.5)
+    c_over_n = float(budget.cn0_dbhz) - 10.0 * math.log10(27e6)
+    assert c_over_n == pytest.approx(26.0, abs=0.15)
+    received_dbw = config.eirp_dbw + 29.0 - float(budget.fspl_db) - 0.5
+    assert received_dbw - 16.4 == pytest.approx(-117.7, abs=0.15)
+
+
+def test_uplink_presets_by_hand() -> None:
+    """s-band-up at 1,000 km with 0.2 dB atmosphere, worked by hand:
+    FSPL  = 92.45 + 20 log10 2.067 (6.3068) + 60                 = 158.7568 dB (P.525)
+    C/N0  = 56 - 158.7568 - 0.2 - 2.0 + (-21.0) - (-228.6)       = 102.6432 dBHz
+    Rs    = 5 MHz / 1.35 = 3.7037 Msym/s -> 65.6864 dB; Es/N0   =  36.9568 dB
+    every MODCOD closes: 32APSK 9/10 (4.453027 bit/symbol)
+    rate  = 3.7037e6 x 4.453027                                   = 16.4927 Mbit/s"""
+    up = RfLinkConfig.preset("s-band-up")
+    assert up.direction == "up"
+    budget = rf_link_budget(1000.0, 30.0, *MIYUN, up, atmospheric_db=0.2)
+    assert budget.fspl_db == pytest.approx(158.7568, abs=1e-4)
+    assert budget.cn0_dbhz == pytest.approx(102.6432, abs=1e-4)
+    assert budget.modcod[()] == "32APSK 9/10"
+    assert budget.rate_bps == pytest.approx(16.4927e6, rel=1e-4)
+    assert RfLinkConfig.presets("up") == ["ka-band-up", "s-band-up"]
+    assert RfLinkConfig.presets("down") == ["ka-band", "x-band"]
+    with pytest.raises(InputError, match="direction must be down or up"):
+        RfLinkConfig.preset("x-band", direction="sideways")

@@ -66,6 +66,9 @@ def assert_same_plan(a: ContactPlan, b: ContactPlan) -> None:
         np.testing.assert_allclose(getattr(gb, field), getattr(ga, field), rtol=0, atol=MS)
     np.testing.assert_allclose(gb.max_elevation_deg, ga.max_elevation_deg, atol=1e-3)
     np.testing.assert_allclose(gb.min_range_km, ga.min_range_km, atol=1e-3)
+    np.testing.assert_allclose(gb.rate_bps, ga.rate_bps, atol=0.5)
+    np.testing.assert_allclose(gb.up_rate_bps, ga.up_rate_bps, atol=0.5)
+    assert b.uplink_rate_bps == a.uplink_rate_bps
     ia, ib = a.isl, b.isl
     assert ib.a.tolist() == ia.a.tolist()
     assert ib.b.tolist() == ia.b.tolist()
@@ -188,6 +191,43 @@ def test_ion(plan: ContactPlan, tmp_path: Path) -> None:
     # every contact in both directions, with a matching range
     assert sorted(contacts) == sorted((s, e, b, a) for s, e, a, b in contacts)
     assert sorted(ranges) == sorted(contacts)
+
+
+def test_uplink_and_downlink_have_budgets_of_their_own() -> None:
+    """With an S-band uplink budget and an X-band downlink budget each pass carries its
+    own rate each way, in the plan, its ION export and the contact graph's contacts."""
+    from starcompute.links.budgets import RfLinkConfig
+    from starcompute.routing.cgr import contact_graph
+
+    up, down = RfLinkConfig.preset("s-band-up"), RfLinkConfig.preset("x-band")
+    two_way = contact_plan(
+        load_constellation("three-body-12"), load_stations("china"), parse_utc(START),
+        3 * 3600.0, rf=down, rf_up=up,
+    )  # fmt: skip
+    g = two_way.ground
+    assert len(g) > 5
+    assert np.all((g.up_rate_bps > 5e6) & (g.up_rate_bps <= 16.5e6))  # S-band: <= 16.5 Mbps
+    assert np.all(g.rate_bps > 1e8)  # X-band: hundreds of Mbps
+    n_sat = len(two_way.satellites)
+    graph = contact_graph(two_way)
+    ups = [c for c in graph.contacts if c.src >= n_sat]
+    downs = [c for c in graph.contacts if c.dst >= n_sat]
+    assert sorted(c.rate_bps for c in ups) == sorted(g.up_rate_bps.tolist())
+    assert sorted(c.rate_bps for c in downs) == sorted(g.rate_bps.tolist())
+    rates = {
+        (int(a), int(b)): int(v)
+        for kind, _, _, a, b, v in (
+            ION_LINE.match(ln).groups() for ln in two_way.to_ion().splitlines() if ln[0] == "a"
+        )
+        if kind == "contact" and max(int(a), int(b)) > n_sat  # a ground contact
+    }
+    assert any(v * 8 <= 16.5e6 for (a, _), v in rates.items() if a > n_sat)  # station -> sat
+    assert all(v * 8 > 1e8 for (a, _), v in rates.items() if a <= n_sat)  # sat -> station
+    with pytest.raises(InputError, match="a downlink budget; for the uplink choose one of"):
+        contact_plan(
+            load_constellation("three-body-12"), load_stations("china"), parse_utc(START),
+            600.0, rf_up=down,
+        )  # fmt: skip
 
 
 def test_ion_header_names_nodes(plan: ContactPlan) -> None:

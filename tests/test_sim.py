@@ -188,7 +188,8 @@ def test_infinite_compute_and_visible_links_give_pure_light_time(tmp_path: Path)
     assert np.all(rec.parts["queue_s"] == 0.0) and np.all(rec.parts["inference_s"] == 0.0)
     d = rec.demand
     s_ground, s_isl = 8.0 / world.net.ground_rate_bps, 8.0 / world.net.isl.rate_bps
-    tx = d.query_bytes * (s_ground + (rec.up_hops - 1) * s_isl) + d.answer_bytes * (
+    s_up = 8.0 / world.net.uplink_rate_bps
+    tx = d.query_bytes * (s_up + (rec.up_hops - 1) * s_isl) + d.answer_bytes * (
         s_ground + (rec.down_hops - 1) * s_isl
     )  # the messages' framing and answers, at the links' rates
     assert np.all(tx > 0) and np.all(tx < 0.01)

@@ -74,9 +74,16 @@ def add_band(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "--band",
-        choices=RfLinkConfig.presets(),
-        help="rate ground links with this RF link budget (DVB-S2, ITU-R attenuation) "
-        "instead of the nominal 220 Mbps; links that do not close are left out",
+        choices=RfLinkConfig.presets("down"),
+        help="rate downlinks with this RF link budget (DVB-S2, ITU-R attenuation) "
+        "instead of the nominal 220 Mbps; passes on which it does not close are left out",
+    )
+    parser.add_argument(
+        "--uplink-band",
+        choices=RfLinkConfig.presets("up"),
+        help="rate uplinks with this RF link budget (station EIRP into the satellite's "
+        "G/T) instead of the nominal uplink rate; a pass on which it does not close "
+        "carries nothing up",
     )
 
 
@@ -104,10 +111,12 @@ def handover_s(args: argparse.Namespace) -> float | None:
     return float(args.handover) if args.antennas else None
 
 
-def rf_config(args: argparse.Namespace) -> Any:
+def rf_config(args: argparse.Namespace, direction: str = "down") -> Any:
+    """The RF budget asked for with --band (downlink) or --uplink-band (uplink)."""
     from starcompute.links.budgets import RfLinkConfig
 
-    return RfLinkConfig.preset(args.band) if getattr(args, "band", None) else None
+    name = getattr(args, "band" if direction == "down" else "uplink_band", None)
+    return RfLinkConfig.preset(name) if name else None
 
 
 def print_json(doc: Any) -> None:

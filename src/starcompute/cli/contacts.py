@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         step_s=args.step,
         progress=progress_wanted(),
         rf=rf_config(args),
+        rf_up=rf_config(args, "up"),
     )
     visible = len(plan.ground)
     if args.antennas:

@@ -116,7 +116,13 @@ def _network(args: argparse.Namespace) -> Network:
         raise InputError("--constellation and --stations are required (or --plan FILE)")
     const = load_constellation(args.constellation)
     stations = load_stations(args.stations, args.min_elevation)
-    return Network(const, stations, ground_relays=args.ground_relays, rf=rf_config(args))
+    return Network(
+        const,
+        stations,
+        ground_relays=args.ground_relays,
+        rf=rf_config(args),
+        rf_up=rf_config(args, "up"),
+    )
 
 
 def run_route(args: argparse.Namespace) -> int:
@@ -163,6 +169,7 @@ def _plan_from(net: Network, at: np.datetime64, hours: float) -> tuple[ContactPl
         isl=net.isl,
         progress=progress_wanted(),
         rf=net.rf,
+        rf_up=net.rf_up,
     )
     grid = time_grid(at, np.ceil(hours * 3600.0 / 60.0) * 60.0, 60.0)
     return plan, propagate(net.const, grid)

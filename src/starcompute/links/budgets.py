@@ -1,4 +1,11 @@
-"""Link models: RF downlink budgets with DVB-S2 ACM, the optical ISL rate, and delays.
+"""Link models: RF downlink and uplink budgets with DVB-S2 ACM, the optical ISL rate, and
+delays.
+
+* A downlink (``direction = "down"``) radiates the satellite's EIRP into the station's
+  G/T; an uplink (``"up"``) the station's EIRP (HPA power + dish gain, :func:`dish_gain_dbi`)
+  into the satellite's G/T. Both directions close the same equation over the same slant
+  path, each with its own preset (``data/links.toml``: ``x-band`` and ``ka-band`` down,
+  ``s-band-up`` and ``ka-band-up`` up).
 
 * Free-space loss per ITU-R P.525; gases, clouds, rain and scintillation per ITU-R P.618 /
   P.676 / P.840 / P.837 through ``itur`` (offline, from its package data).
@@ -92,6 +99,15 @@ def free_space_path_loss_db(range_km: npt.ArrayLike, frequency_ghz: float) -> Fl
     d = _positive("range_km", range_km)
     f = _scalar("frequency_ghz", frequency_ghz, lambda v: v > 0, "a positive frequency in GHz")
     return np.asarray(FSPL_CONSTANT_DB + 20.0 * np.log10(f) + 20.0 * np.log10(d))
+
+
+def dish_gain_dbi(diameter_m: float, frequency_ghz: float, efficiency: float = 0.6) -> float:
+    """Boresight gain of a parabolic dish: 10 log10(efficiency x (pi D f / c)^2)."""
+    d = _scalar("diameter_m", diameter_m, lambda v: v > 0, "a positive dish diameter in m")
+    f = _scalar("frequency_ghz", frequency_ghz, lambda v: v > 0, "a positive frequency in GHz")
+    eta = _scalar("efficiency", efficiency, lambda v: 0 < v <= 1, "an aperture efficiency in 0..1")
+    wavelength_m = SPEED_OF_LIGHT_KM_S * 1e3 / (f * 1e9)
+    return 10.0 * math.log10(eta * (math.pi * d / wavelength_m) ** 2)
 
 
 # ------------------------------------------------------------------------ the atmosphere
@@ -211,9 +227,13 @@ _RF_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
 }
 
 
+DIRECTIONS = ("down", "up")
+
+
 @dataclass(frozen=True, slots=True)
 class RfLinkConfig:
-    """A satellite-to-ground RF downlink: satellite EIRP, ground G/T, DVB-S2 carrier."""
+    """An RF ground link with a DVB-S2 carrier: a downlink (satellite EIRP into the
+    station's G/T) or an uplink (station EIRP into the satellite's G/T)."""
 
     band: str
     frequency_ghz: float
@@ -225,10 +245,13 @@ class RfLinkConfig:
     antenna_diameter_m: float
     implementation_margin_db: float
     other_losses_db: float
+    direction: str = "down"
 
     def __post_init__(self) -> None:
         if not isinstance(self.band, str) or not self.band:
             raise InputError(f"RF link band must be a non-empty name, got {self.band!r}")
+        if self.direction not in DIRECTIONS:
+            raise InputError(f"RF link direction must be down or up, got {self.direction!r}")
         for name, (ok, allowed) in _RF_RULES.items():
             _scalar(f"RF link {name}", getattr(self, name), ok, allowed)
 
@@ -238,18 +261,22 @@ class RfLinkConfig:
         return self.bandwidth_hz / (1.0 + self.rolloff)
 
     @staticmethod
-    def presets() -> list[str]:
-        """Names of the ``[rf.*]`` tables of ``data/links.toml``."""
-        return sorted(_links_toml().get("rf", {}))
+    def presets(direction: str | None = None) -> list[str]:
+        """Names of the ``[rf.*]`` tables of ``data/links.toml`` (of one direction)."""
+        tables: dict[str, dict[str, Any]] = _links_toml().get("rf", {})
+        return sorted(
+            n for n, t in tables.items() if direction in (None, t.get("direction", "down"))
+        )
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> RfLinkConfig:
-        """A ``[rf.<name>]`` table of ``data/links.toml`` (``x-band``, ``ka-band``)."""
+        """A ``[rf.<name>]`` table of ``data/links.toml`` (``x-band``, ``ka-band``,
+        ``s-band-up``, ``ka-band-up``)."""
         presets: dict[str, dict[str, Any]] = _links_toml().get("rf", {})
         if name not in presets:
             raise UnknownPresetError("RF link preset", name, sorted(presets), files_allowed=False)
         values: dict[str, Any] = {"band": name}
-        values.update({k: float(v) for k, v in presets[name].items()})
+        values.update({k: v if k == "direction" else float(v) for k, v in presets[name].items()})
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -275,7 +302,8 @@ def rf_link_budget(
     config: RfLinkConfig,
     atmospheric_db: npt.ArrayLike | None = None,
 ) -> RfBudget:
-    """DVB-S2 ACM downlink from satellites at ``range_km``/``elevation_deg`` to one station.
+    """DVB-S2 ACM link between satellites at ``range_km``/``elevation_deg`` and one station
+    (either direction: ``config`` holds the transmitter's EIRP and the receiver's G/T).
 
     C/N0 = EIRP - FSPL - L_atm - other losses + G/T - k;  Es/N0 = C/N0 - 10 log10(Rs);
     rate = Rs x spectral efficiency of the selected MODCOD. ``atmospheric_db`` replaces the

@@ -60,4 +60,10 @@ class IslConfig:
 
 
 def default_ground_rate_bps() -> float:
+    """Nominal downlink rate (satellite to station) without an RF budget."""
     return float(_defaults()["ground"]["rate_bps"])
+
+
+def default_uplink_rate_bps() -> float:
+    """Nominal uplink rate (station to satellite) without an RF budget."""
+    return float(_defaults()["ground"]["uplink_rate_bps"])

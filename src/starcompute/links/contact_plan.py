@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -20,6 +20,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from starcompute.errors import InputError
+from starcompute.links.config import default_uplink_rate_bps
 from starcompute.orbits.constants import SPEED_OF_LIGHT_KM_S
 from starcompute.times import FloatArray, format_utc, from_offsets, offsets_s, parse_utc
 
@@ -71,11 +72,12 @@ class GroundContacts(_WindowTable):
     max_elevation_deg: FloatArray
     min_range_km: FloatArray  # slant range at maximum elevation
     rate_bps: FloatArray  # mean downlink rate over the pass (nominal without a link budget)
+    up_rate_bps: FloatArray  # mean uplink rate over the pass (0: the uplink does not close)
 
     @classmethod
     def empty(cls) -> GroundContacts:
         z, f = np.zeros(0, dtype=np.int64), np.zeros(0)
-        return cls(z, z.copy(), f, f.copy(), f.copy(), f.copy(), f.copy(), f.copy())
+        return cls(z, z.copy(), f, f.copy(), f.copy(), f.copy(), f.copy(), f.copy(), f.copy())
 
 
 @dataclass(slots=True)
@@ -109,6 +111,7 @@ class ContactPlan:
     isl: IslContacts
     ground_rate_bps: float
     isl_rate_bps: float
+    uplink_rate_bps: float = field(default_factory=default_uplink_rate_bps)
 
     @property
     def duration_s(self) -> float:
@@ -132,6 +135,7 @@ class ContactPlan:
                 "max_elevation_deg": round(float(g.max_elevation_deg[i]), 3),
                 "min_range_km": round(float(g.min_range_km[i]), 3),
                 "rate_bps": round(float(g.rate_bps[i])),
+                "up_rate_bps": round(float(g.up_rate_bps[i])),
             }
             for i in range(len(g))
         ]
@@ -157,6 +161,7 @@ class ContactPlan:
             "start": format_utc(self.start),
             "end": format_utc(self.end),
             "ground_rate_bps": self.ground_rate_bps,
+            "uplink_rate_bps": self.uplink_rate_bps,
             "isl_rate_bps": self.isl_rate_bps,
             "satellites": self.satellites,
             "stations": self.stations,
@@ -165,7 +170,9 @@ class ContactPlan:
         }
 
     def to_table(self) -> pa.Table:
-        """One row per window: kind (ground|isl), from, to, start, end and geometry."""
+        """One row per window: kind (ground|isl), from, to, start, end and geometry;
+        ``rate_bps`` is from -> to for laser links and the downlink of a ground pass,
+        ``up_rate_bps`` its uplink."""
         g, c = self.ground, self.isl
         names_sat = np.array(self.satellites, dtype=object)
         names_sta = np.array(self.stations, dtype=object)
@@ -178,6 +185,7 @@ class ContactPlan:
             "max_elevation_deg": np.concatenate([g.max_elevation_deg, np.full(len(c), np.nan)]),
             "min_range_km": np.concatenate([g.min_range_km, c.min_range_km]),
             "rate_bps": np.concatenate([g.rate_bps, c.rate_bps]),
+            "up_rate_bps": np.concatenate([g.up_rate_bps, c.rate_bps]),  # laser: both ways
         }
         table = pa.table(columns)
         return table.cast(
@@ -194,36 +202,30 @@ class ContactPlan:
             "# times are seconds after the start; rates in bytes/s; ranges in light-seconds",
         ]
         lines += [f"# node {n} = {name}" for name, n in node.items()]
-        windows = [
-            (self.stations[s], self.satellites[t], a, b, rate, r)
-            for s, t, a, b, rate, r in zip(
-                self.ground.station,
-                self.ground.satellite,
-                self.ground.aos_s,
-                self.ground.los_s,
-                self.ground.rate_bps,
-                self.ground.min_range_km,
-                strict=True,
+        g, c = self.ground, self.isl
+        windows = [  # (a, b, start, end, rate a -> b, rate b -> a, range)
+            (self.stations[s], self.satellites[t], a, b, up, down, r)
+            for s, t, a, b, up, down, r in zip(
+                g.station, g.satellite, g.aos_s, g.los_s, g.up_rate_bps, g.rate_bps,
+                g.min_range_km, strict=True,
             )
         ] + [
-            (self.satellites[x], self.satellites[y], a, b, rate, r)
+            (self.satellites[x], self.satellites[y], a, b, rate, rate, r)
             for x, y, a, b, rate, r in zip(
-                self.isl.a,
-                self.isl.b,
-                self.isl.start_s,
-                self.isl.end_s,
-                self.isl.rate_bps,
-                self.isl.max_range_km,
-                strict=True,
+                c.a, c.b, c.start_s, c.end_s, c.rate_bps, c.max_range_km, strict=True
             )
-        ]
+        ]  # fmt: skip
         windows.sort(key=lambda w: w[2])
-        for a_name, b_name, t0, t1, rate_bps, range_km in windows:
+        for a_name, b_name, t0, t1, ab_bps, ba_bps, range_km in windows:
             owlt_s = max(1, math.ceil(float(range_km) / SPEED_OF_LIGHT_KM_S))
             start, stop = math.floor(t0), math.ceil(t1)
-            for x, y in ((node[a_name], node[b_name]), (node[b_name], node[a_name])):
-                lines.append(f"a contact +{start} +{stop} {x} {y} {int(rate_bps / 8)}")
-                lines.append(f"a range +{start} +{stop} {x} {y} {owlt_s}")
+            for x, y, rate_bps in (
+                (node[a_name], node[b_name], ab_bps),
+                (node[b_name], node[a_name], ba_bps),
+            ):
+                if rate_bps > 0:
+                    lines.append(f"a contact +{start} +{stop} {x} {y} {int(rate_bps / 8)}")
+                    lines.append(f"a range +{start} +{stop} {x} {y} {owlt_s}")
         return "\n".join(lines) + "\n"
 
     def write(self, path: str | Path, fmt: str) -> None:
@@ -257,6 +259,7 @@ class ContactPlan:
                 return np.array([float(r.get(key, default)) for r in rows])
 
             ground_rate, isl_rate = float(doc["ground_rate_bps"]), float(doc["isl_rate_bps"])
+            up_rate = float(doc.get("uplink_rate_bps", ground_rate))  # older plans: symmetric
 
             ground = GroundContacts(
                 np.array([sta_ix[r["station"]] for r in gc], dtype=np.int64),
@@ -267,6 +270,7 @@ class ContactPlan:
                 col("max_elevation_deg", gc),
                 col("min_range_km", gc),
                 col("rate_bps", gc, ground_rate),
+                np.array([float(r.get("up_rate_bps", r.get("rate_bps", up_rate))) for r in gc]),
             )
             isl = IslContacts(
                 np.array([sat_ix[r["a"]] for r in ic], dtype=np.int64),
@@ -286,6 +290,7 @@ class ContactPlan:
                 isl,
                 ground_rate,
                 isl_rate,
+                up_rate,
             )
         except (KeyError, TypeError) as exc:
             raise InputError(f"not a starcompute contact plan: missing or bad {exc}") from None

@@ -17,7 +17,11 @@ from tqdm import tqdm
 from starcompute.errors import InputError
 from starcompute.ground.stations import GroundStation, stations_ecef_km, stations_up
 from starcompute.links.budgets import RfLinkConfig, optical_isl_rate_bps, rf_link_budget
-from starcompute.links.config import IslConfig, default_ground_rate_bps
+from starcompute.links.config import (
+    IslConfig,
+    default_ground_rate_bps,
+    default_uplink_rate_bps,
+)
 from starcompute.links.contact_plan import ContactPlan, GroundContacts, IslContacts
 from starcompute.links.geometry import ray_clearance_km, sin_elevation, slant_range_km
 from starcompute.links.topology import plus_grid
@@ -57,6 +61,7 @@ def _station_windows(
         w.peak_s,
         max_el,
         rng,
+        np.full(len(w), np.nan),
         np.full(len(w), np.nan),
     )
 
@@ -154,11 +159,16 @@ def _mean_over_window(
 
 
 def ground_rates(
-    eph: Ephemeris, stations: list[GroundStation], g: GroundContacts, rf: RfLinkConfig | None
+    eph: Ephemeris,
+    stations: list[GroundStation],
+    g: GroundContacts,
+    rf: RfLinkConfig | None,
+    nominal_bps: float | None = None,
 ) -> FloatArray:
-    """Mean downlink rate of each pass: the RF budget over the pass, or the nominal rate."""
+    """Mean rate of each pass in the direction of ``rf``: its RF budget over the pass, or
+    ``nominal_bps`` (default: the nominal downlink rate) without one."""
     if rf is None:
-        return np.full(len(g), default_ground_rate_bps())
+        return np.full(len(g), default_ground_rate_bps() if nominal_bps is None else nominal_bps)
     rate = np.zeros(len(g))
     pos, up = stations_ecef_km(stations), stations_up(stations)
     for i, st in enumerate(stations):
@@ -203,11 +213,14 @@ def contact_plan(
     tol_s: float = 1e-3,
     progress: bool = False,
     rf: RfLinkConfig | None = None,
+    rf_up: RfLinkConfig | None = None,
 ) -> ContactPlan:
     """Ground passes (and laser-link windows when ``isl`` is given) over ``duration_s``.
 
-    With ``rf`` each pass gets the mean rate of its RF link budget and passes on which no
-    MODCOD closes are dropped; without it every pass gets the nominal rate. With no
+    With ``rf`` (a downlink) each pass gets the mean rate of its RF link budget and passes
+    on which no MODCOD closes are dropped; without it every pass gets the nominal rate.
+    ``rf_up`` (an uplink) likewise rates the way up (0 where it does not close: the pass
+    then carries nothing up); without it the nominal uplink rate. With no
     stations the plan holds laser links only (``isl`` is then required).
     """
     if not stations and isl is None:
@@ -222,8 +235,11 @@ def contact_plan(
     ground = GroundContacts.empty()
     if stations:
         ground = ground_contacts(eph, stations, tol_s, progress).clipped(duration_s)
-        ground.rate_bps = ground_rates(eph, stations, ground, rf)
+        ground.rate_bps = ground_rates(eph, stations, ground, _direction(rf, "down"))
         ground = ground.select(ground.rate_bps > 0)
+        ground.up_rate_bps = ground_rates(
+            eph, stations, ground, _direction(rf_up, "up"), default_uplink_rate_bps()
+        )
     isl_windows = IslContacts.empty()
     if isl is not None:
         links = plus_grid(const, eph.r_teme_km[:, 0], eph.v_teme_km_s[:, 0])
@@ -237,4 +253,14 @@ def contact_plan(
         isl=isl_windows,
         ground_rate_bps=default_ground_rate_bps(),
         isl_rate_bps=isl.rate_bps if isl else IslConfig.default().rate_bps,
+        uplink_rate_bps=default_uplink_rate_bps(),
     )
+
+
+def _direction(rf: RfLinkConfig | None, direction: str) -> RfLinkConfig | None:
+    if rf is not None and rf.direction != direction:
+        raise InputError(
+            f"RF preset {rf.band!r} is a {rf.direction}link budget; for the {direction}link "
+            f"choose one of {', '.join(RfLinkConfig.presets(direction))}"
+        )
+    return rf

@@ -194,23 +194,26 @@ def contact_graph(
 ) -> ContactGraph:
     """Directed contacts of a plan: nodes are satellites 0..N-1 then stations N..N+S-1.
 
-    Ground windows give an uplink and a downlink contact; laser windows one each way.
+    Ground windows give an uplink contact (at the pass's uplink rate, none where it does
+    not close) and a downlink contact; laser windows one each way.
     Without ``range_fn`` a ground contact uses its culmination range and a laser contact
     its largest range over the window (conservative).
     """
     n_sat = len(plan.satellites)
     g, isl = plan.ground, plan.isl
     contacts: list[Contact] = []
-    for sta, sat, a, b, rate, r in zip(
+    for sta, sat, a, b, rate, up_rate, r in zip(
         g.station.tolist(),
         g.satellite.tolist(),
         g.aos_s.tolist(),
         g.los_s.tolist(),
         g.rate_bps.tolist(),
+        g.up_rate_bps.tolist(),
         g.min_range_km.tolist(),
         strict=True,
     ):
-        contacts.append(Contact(n_sat + sta, sat, a, b, rate, r))
+        if up_rate > 0:  # the uplink closes
+            contacts.append(Contact(n_sat + sta, sat, a, b, up_rate, r))
         contacts.append(Contact(sat, n_sat + sta, a, b, rate, r))
     for x, y, a, b, rate, r in zip(
         isl.a.tolist(),

@@ -11,8 +11,9 @@ store-and-forward routing over the contact plan).
 Edge weight = propagation delay (range / c) + per-hop processing delay
 + serialization delay of the message at the link's rate. Laser rates follow the optical
 model of ``links.budgets`` (full rate to the knee, then ~1/range^2); ground links use
-the nominal rate, or with an ``rf`` config the DVB-S2 link budget at that instant, and
-a ground link on which no MODCOD closes is left out.
+their nominal rates (``ground_rate_bps`` down, ``uplink_rate_bps`` up), or with an ``rf``
+(downlink) / ``rf_up`` (uplink) config the DVB-S2 link budget at that instant, and a
+direction on which no MODCOD closes is left out.
 """
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ from starcompute.links.budgets import (
     optical_isl_rate_bps,
     rf_link_budget,
 )
-from starcompute.links.config import IslConfig, default_ground_rate_bps
+from starcompute.links.config import (
+    IslConfig,
+    default_ground_rate_bps,
+    default_uplink_rate_bps,
+)
 from starcompute.links.geometry import ray_clearance_km
 from starcompute.links.topology import plus_grid
 from starcompute.orbits.constants import SPEED_OF_LIGHT_KM_S
@@ -63,8 +68,10 @@ class Network:
     isl: IslConfig = field(default_factory=IslConfig.default)
     ground_relays: bool = False
     processing_delay_s: float = field(default_factory=default_processing_delay_s)
-    ground_rate_bps: float = field(default_factory=default_ground_rate_bps)
-    rf: RfLinkConfig | None = None
+    ground_rate_bps: float = field(default_factory=default_ground_rate_bps)  # downlink
+    rf: RfLinkConfig | None = None  # downlink budget
+    uplink_rate_bps: float = field(default_factory=default_uplink_rate_bps)
+    rf_up: RfLinkConfig | None = None  # uplink budget
     links: IntArray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
     _station_ecef: FloatArray = field(init=False)
     _station_up: FloatArray = field(init=False)
@@ -73,6 +80,9 @@ class Network:
     def __post_init__(self) -> None:
         if not self.stations:
             raise InputError("routing needs at least one ground station")
+        for rf, direction in ((self.rf, "down"), (self.rf_up, "up")):
+            if rf is not None and rf.direction != direction:
+                raise InputError(f"RF preset {rf.band!r} is not a {direction}link")
         if not self.processing_delay_s >= 0:
             raise InputError(f"processing delay must be >= 0 s, got {self.processing_delay_s}")
         clash = set(self.const.names) & {s.name for s in self.stations}
@@ -199,19 +209,41 @@ def in_view(net: Network, r: FloatArray) -> npt.NDArray[np.bool_]:
 def _ground_edges(
     net: Network, r: FloatArray, tracked: npt.NDArray[np.bool_] | None
 ) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
+    """Edges station -> satellite (uplink rate) and satellite -> station (downlink rate)
+    of every pair in view (and tracked), each direction only where its budget closes."""
     rng, sin_el = station_view(net, r)
     ok = sin_el >= net._sin_mask[:, None]
     sta, sat = np.nonzero(ok if tracked is None else ok & tracked)
     dist = rng[sta, sat]
-    rate = np.full(len(sta), net.ground_rate_bps)
-    if net.rf is not None:
-        for i in np.unique(sta):
-            k = sta == i
-            el = np.degrees(np.arcsin(sin_el[i, sat[k]]))
-            st = net.stations[i]
-            rate[k] = rf_link_budget(dist[k], el, st.lat_deg, st.lon_deg, net.rf).rate_bps
-        closes = rate > 0
-        sta, sat, dist, rate = sta[closes], sat[closes], dist[closes], rate[closes]
+    down = _rates(net, net.rf, net.ground_rate_bps, sta, sat, dist, sin_el)
+    up = _rates(net, net.rf_up, net.uplink_rate_bps, sta, sat, dist, sin_el)
     up_node = net.n_sat + sta
     down_node = up_node if net.ground_relays else up_node + len(net.stations)
-    return np.r_[up_node, sat], np.r_[sat, down_node], np.r_[dist, dist], np.r_[rate, rate]
+    u, d = up > 0, down > 0
+    return (
+        np.r_[up_node[u], sat[d]],
+        np.r_[sat[u], down_node[d]],
+        np.r_[dist[u], dist[d]],
+        np.r_[up[u], down[d]],
+    )
+
+
+def _rates(
+    net: Network,
+    rf: RfLinkConfig | None,
+    nominal_bps: float,
+    sta: IntArray,
+    sat: IntArray,
+    dist: FloatArray,
+    sin_el: FloatArray,
+) -> FloatArray:
+    """Rate of each (station, satellite) link in one direction: nominal, or its budget."""
+    rate = np.full(len(sta), float(nominal_bps))
+    if rf is None:
+        return rate
+    for i in np.unique(sta):
+        k = sta == i
+        el = np.degrees(np.arcsin(sin_el[i, sat[k]]))
+        st = net.stations[i]
+        rate[k] = rf_link_budget(dist[k], el, st.lat_deg, st.lon_deg, rf).rate_bps
+    return rate

@@ -280,11 +280,11 @@ def _tracked_at(passes: GroundContacts, step: int, step_s: float, n_st: int, n: 
 
 
 def grid_passes(
-    net: Network, start: np.datetime64, duration_s: float, step_s: float, rate_bps: float
+    net: Network, start: np.datetime64, duration_s: float, step_s: float
 ) -> GroundContacts:
     """Every pass of every satellite over every station on the time grid: a run of steps
     with the satellite in view is the pass [first step, last step + 1) x ``step_s``
-    (grid-resolution AOS and LOS), at the nominal ``rate_bps``."""
+    (grid-resolution AOS and LOS), at the network's nominal downlink and uplink rates."""
     n_steps = grid_steps(duration_s, step_s)
     times = from_offsets(start, np.arange(n_steps, dtype=np.float64) * float(step_s))
     seen = np.zeros((n_steps + 2, len(net.stations) * net.n_sat), dtype=bool)  # padded
@@ -313,7 +313,8 @@ def grid_passes(
         nan,
         nan.copy(),
         nan.copy(),
-        np.full(len(order), float(rate_bps)),
+        np.full(len(order), float(net.ground_rate_bps)),
+        np.full(len(order), float(net.uplink_rate_bps)),
     )
 
 

@@ -84,7 +84,7 @@ def _allocation_table(world: World, rec: Records) -> Columns:
     p = world.passes
     names = np.array(list(world.const.names), dtype=object)
     stations = np.array([s.name for s in world.stations], dtype=object)
-    capacity = p.rate_bps * (p.los_s - p.aos_s) / 8.0
+    duration = p.los_s - p.aos_s
 
     def both(a: np.ndarray) -> np.ndarray:
         return np.concatenate([a, a])
@@ -97,9 +97,9 @@ def _allocation_table(world: World, rec: Records) -> Columns:
         "direction": np.array(["up"] * n + ["down"] * n, dtype=object),
         "start_s": both(p.aos_s),
         "end_s": both(p.los_s),
-        "rate_bps": both(p.rate_bps),
+        "rate_bps": np.concatenate([p.up_rate_bps, p.rate_bps]),
         "bytes_reserved": np.concatenate([rec.pass_bytes_up, rec.pass_bytes_down]),
-        "capacity_bytes": both(capacity),
+        "capacity_bytes": np.concatenate([p.up_rate_bps, p.rate_bps]) * both(duration) / 8.0,
     }
 
 

@@ -10,7 +10,8 @@ Layout (all sections optional except what has no default)::
     name, description, start, duration_h, drain_h, step_s, seed
     [constellation]  preset | file | [[constellation.shell]], roles, hardware
     [ground]         stations, handoff, fiber_km_s, min_elevation_deg, antennas, handover_s
-    [links]          isl_max_range_km, processing_delay_s, ground_rate_bps, isl_rate_bps
+    [links]          isl_max_range_km, processing_delay_s, ground_rate_bps, uplink_rate_bps,
+                     isl_rate_bps
     [[models]]       name, quant, share, placement
     [workload]       queries_per_day, regions, diurnal, prompt_tokens, output_tokens,
                      trace, bytes_per_token, deadline_s
@@ -114,7 +115,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "links": {
         "isl_max_range_km": Key(0.0, "laser link range (0: links.toml default)", lo=0.0),
         "processing_delay_s": Key(-1.0, "per-hop processing (-1: links.toml default)", lo=-1.0),
-        "ground_rate_bps": Key(0.0, "ground link rate (0: links.toml default)", lo=0.0),
+        "ground_rate_bps": Key(0.0, "downlink rate (0: links.toml default)", lo=0.0),
+        "uplink_rate_bps": Key(0.0, "uplink rate (0: links.toml default)", lo=0.0),
         "isl_rate_bps": Key(0.0, "laser link rate (0: links.toml default)", lo=0.0),
     },
     "workload": {

@@ -159,7 +159,8 @@ class _Planner:
         self.full_batch_s = self._full_batch_times()
         self.source, self.fiber_s = self._sources()
         net = world.net
-        self.s_ground = 8.0 / net.ground_rate_bps  # seconds per byte
+        self.s_ground = 8.0 / net.ground_rate_bps  # seconds per byte, down
+        self.s_up = 8.0 / net.uplink_rate_bps  # and up
         self.s_isl = 8.0 / net.isl.rate_bps
         self.hw_of_sat = world.hw_of_sat.tolist()
         self.batches: list[tuple[int, float, float, int]] = []  # sat, start, duration, model
@@ -170,10 +171,11 @@ class _Planner:
                 self.sat_failures.setdefault(f.nodes[0], []).append(f)
         self.struck: list[tuple[float, int]] = []  # (when, request) to plan again
         passes = world.passes
-        volume = (passes.rate_bps * (passes.los_s - passes.aos_s) / 8.0).tolist()
-        self.room_up: list[float] = list(volume)  # bytes each pass can still carry, up
-        self.room_down: list[float] = list(volume)
-        self.capacity_bytes = np.asarray(volume, dtype=np.float64)
+        duration = passes.los_s - passes.aos_s
+        self.capacity_up = passes.up_rate_bps * duration / 8.0  # bytes each pass carries
+        self.capacity_down = passes.rate_bps * duration / 8.0
+        self.room_up: list[float] = self.capacity_up.tolist()  # what is left of it
+        self.room_down: list[float] = self.capacity_down.tolist()
 
     def _full_batch_times(self) -> FloatArray:
         """(requests, hardware) time of a full batch of each request's size."""
@@ -226,8 +228,8 @@ class _Planner:
         out.batch_duration_s = b[:, 2]
         out.batch_model = b[:, 3].astype(np.int64)
         out.batch_size = np.array(self.batch_size, dtype=np.int64)
-        out.pass_bytes_up = self.capacity_bytes - np.array(self.room_up, dtype=np.float64)
-        out.pass_bytes_down = self.capacity_bytes - np.array(self.room_down, dtype=np.float64)
+        out.pass_bytes_up = self.capacity_up - np.array(self.room_up, dtype=np.float64)
+        out.pass_bytes_down = self.capacity_down - np.array(self.room_down, dtype=np.float64)
         return out
 
     def _plan_struck(self, until_s: float, out: Records) -> None:
@@ -298,7 +300,7 @@ class _Planner:
         a_tx = float(d.answer_bytes[i]) * self.s_ground  # at least one ground hop down
         scan = []
         for sat, up_s, hops, up_pass in cands:
-            tx = q_bytes * (self.s_ground + (hops - 1) * self.s_isl) if hops else 0.0
+            tx = q_bytes * (self.s_up + (hops - 1) * self.s_isl) if hops else 0.0
             ready = depart + up_s + tx
             full = full_row[self.hw_of_sat[sat]]
             floor = self._arrival_floor(ready + full, sat) + a_tx  # on an empty queue

@@ -128,9 +128,7 @@ def build_world(
     split = n_steps // 2 if parallel and _worth_a_process(len(const), n_steps) else n_steps
     if progress is not None:
         progress("passes", 0, 1)
-    seen = grid_passes(
-        net, scenario.start, scenario.horizon_s, float(scenario[""]["step_s"]), net.ground_rate_bps
-    )
+    seen = grid_passes(net, scenario.start, scenario.horizon_s, float(scenario[""]["step_s"]))
     passes, antenna = ground_segment(scenario, stations, seen)
     with _helper_process(split < n_steps) as pool:
         second = pool.submit(_second_half, scenario, split, passes) if pool is not None else None
@@ -287,6 +285,8 @@ def _link_options(scenario: Scenario) -> dict[str, Any]:
         options["processing_delay_s"] = float(links["processing_delay_s"])
     if links["ground_rate_bps"] > 0:
         options["ground_rate_bps"] = float(links["ground_rate_bps"])
+    if links["uplink_rate_bps"] > 0:
+        options["uplink_rate_bps"] = float(links["uplink_rate_bps"])
     return options
 
 

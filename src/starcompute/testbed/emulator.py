@@ -67,21 +67,25 @@ class LinkEmulator:
     def __post_init__(self) -> None:
         n_sat = len(self.plan.satellites)
         g, isl = self.plan.ground, self.plan.isl
-        for st, sat, a, b, rate in zip(
-            g.station, g.satellite, g.aos_s, g.los_s, g.rate_bps, strict=True
+        for st, sat, a, b, down, up in zip(
+            g.station, g.satellite, g.aos_s, g.los_s, g.rate_bps, g.up_rate_bps, strict=True
         ):
-            w = Window(float(a), float(b), float(rate), "ground")
-            self._add(n_sat + int(st), int(sat), w)
+            node = n_sat + int(st)
+            if up > 0:  # the uplink closes
+                self._add(node, int(sat), Window(float(a), float(b), float(up), "ground"))
+            self._add(int(sat), node, Window(float(a), float(b), float(down), "ground"))
         for x, y, a, b, rate in zip(
             isl.a, isl.b, isl.start_s, isl.end_s, isl.rate_bps, strict=True
         ):
-            self._add(int(x), int(y), Window(float(a), float(b), float(rate), "laser"))
+            w = Window(float(a), float(b), float(rate), "laser")
+            self._add(int(x), int(y), w)
+            self._add(int(y), int(x), w)
         for ws in self.windows.values():
             ws.sort(key=lambda w: w.start_s)
 
     def _add(self, a: int, b: int, w: Window) -> None:
+        """A window of the link a -> b (each direction has its own rate)."""
         self.windows.setdefault((a, b), []).append(w)
-        self.windows.setdefault((b, a), []).append(w)
 
     @property
     def names(self) -> list[str]:
