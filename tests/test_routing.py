@@ -171,15 +171,16 @@ def test_route_on_snapshot_matches_networkx_single_pair() -> None:
 
 
 def test_snapshot_edge_delays_use_the_link_models() -> None:
-    """Every edge = range / c + processing + 8 B / rate, with the rate from the RF budget
-    (ground) and the optical model (laser, knee at 1,000 km), computed independently here."""
+    """Every edge = range / c + processing + 8 B / rate, with the rate from the RF budgets
+    (ground: the uplink's up, the downlink's down) and the optical model (laser, knee at
+    1,000 km), computed independently here."""
     from starcompute import IslConfig
     from starcompute.links.budgets import RfLinkConfig, optical_isl_rate_bps, rf_link_budget
 
-    rf = RfLinkConfig.preset("x-band")
+    rf, rf_up = RfLinkConfig.preset("x-band"), RfLinkConfig.preset("s-band-up")
     isl = IslConfig.default(knee_km=1000.0)
     stations = load_stations("china")
-    net = Network.build(load_constellation("kuiper-630"), stations, T0, rf=rf, isl=isl)
+    net = Network.build(load_constellation("kuiper-630"), stations, T0, rf=rf, rf_up=rf_up, isl=isl)
     size = 1e6
     pos = satellite_ecef_km(net, np.array([T0]))[0]
     snap = snapshot(net, pos, size)
@@ -200,8 +201,9 @@ def test_snapshot_edge_delays_use_the_link_models() -> None:
                     )
                 )
             )
+            budget = rf_up if a >= net.n_sat else rf  # station -> satellite: the uplink's
             rate = rf_link_budget(
-                np.array([r]), np.array([el]), st.lat_deg, st.lon_deg, rf
+                np.array([r]), np.array([el]), st.lat_deg, st.lon_deg, budget
             ).rate_bps[0]
             ground_seen += 1
         expected = r / SPEED_OF_LIGHT_KM_S + net.processing_delay_s + 8 * size / rate

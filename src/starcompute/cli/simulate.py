@@ -20,6 +20,8 @@ STAGES = {
     "routing": "routing tables",
     "health": "satellite health",
     "demand": "drawing demand",
+    "passes": "ground passes and antennas",
+    "verify": "exact contact plan (--verify)",
     "requests": "planning requests",
     "measure": "power and metrics",
 }
@@ -38,6 +40,14 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, metavar="S", help="override the random seed")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.add_argument("--keys", action="store_true", help="list every scenario key and exit")
+    p.add_argument(
+        "--verify",
+        type=int,
+        default=0,
+        metavar="N",
+        help="plan N sampled queries again with exact contact graph routing and report "
+        "how the simulator's routes compare (summary.json 'verify'; ~0.1-1 s a query)",
+    )
     add_json(p)
     p.set_defaults(run=run_simulate)
 
@@ -82,6 +92,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.keys:
         return _print_keys(args.json)
     scenario = _scenario(args)
+    if args.verify < 0:
+        raise InputError(f"--verify must be a number of queries >= 0, got {args.verify}")
     if args.out is None:
         raise InputError("--out DIR is required: where summary.json and the tables go")
     from starcompute.sim.output import prepare_dir, write_outputs
@@ -91,7 +103,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     prepare_dir(args.out)
     t0 = time.perf_counter()
     with _progress() as progress:
-        result = simulate(scenario, progress)
+        result = simulate(scenario, progress, verify=args.verify)
     paths = write_outputs(result, args.out, report=not args.no_report)
     wall_s = time.perf_counter() - t0
     if args.json:
@@ -117,6 +129,14 @@ def _print_summary(s: dict[str, Any], wall_s: float, paths: dict[str, Path]) -> 
         f"utilisation {100 * s['satellite_utilization_mean']:.2f} %  "
         f"battery min {100 * s['battery_soc_min']:.1f} %"
     )
+    if "verify" in s:
+        v, d = s["verify"], s["verify"]["delivery_delta_s"]
+        same = 100 * v["same_serving_satellite"]
+        print(
+            f"  verify {v['requests']} queries: same satellite {same:.1f} %"
+            f"  |delta delivery| p50 {d['p50']:.2f} s  p99 {d['p99']:.2f} s"
+            f" (bound {v['bound_s']:g} s)"
+        )
     print(f"  wrote {', '.join(str(p) for p in paths.values())} ({wall_s:.1f} s)")
 
 

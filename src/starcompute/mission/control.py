@@ -44,8 +44,10 @@ from starcompute.links.contact_plan import ContactPlan
 from starcompute.links.contacts import contact_plan
 from starcompute.mission.failures import Leg, Outage, OutageKind
 from starcompute.mission.health import SPARE_CHARGE, Health, profile
-from starcompute.mission.policy import DEFAULT_POLICY, Policy, get_policy
-from starcompute.mission.queues import SatelliteQueue, Slot
+from starcompute.mission.planner import Core, Option, Request, Way
+from starcompute.mission.policy import DEFAULT_POLICY, get_policy
+from starcompute.mission.queues import SatelliteQueue
+from starcompute.mission.routes import ContactRoutes
 from starcompute.orbits.constellation import Constellation
 from starcompute.orbits.eclipse import sunlit_fraction
 from starcompute.orbits.propagate import Ephemeris, propagate
@@ -115,35 +117,6 @@ class Trace:
             "replans": self.replans,
             **({"observed": self.observed} if self.observed is not None else {}),
         }
-
-
-@dataclass(frozen=True, slots=True)
-class _Candidate:
-    """An inference satellite the query reaches (the policy may narrow them)."""
-
-    sat: int
-    up_s: float  # on board (plan seconds)
-    direct: bool  # its last uplink hop came straight from a ground station
-
-
-@dataclass(slots=True)
-class Serving:
-    """One candidate way to serve a query (plan-relative seconds)."""
-
-    sat: int
-    up: BundleRoute
-    down: BundleRoute
-    upload_wait_s: float  # waiting only for the model to arrive on board
-    queue_s: float
-    start_s: float  # inference start
-    inference_s: float
-    slot: Slot  # the satellite's batch slot
-    prompt_tokens: int
-    output_tokens: int
-
-    @property
-    def delivered_s(self) -> float:
-        return self.down.arrival_s
 
 
 @dataclass(slots=True)
@@ -241,17 +214,23 @@ class Mission:
                 f"{format_utc(at)} is outside the mission's contact plan "
                 f"({format_utc(self.plan.start)} .. {format_utc(self.plan.end)})"
             )
-        up = self.graph.search(src, t0, query_bytes)
+        req = Request(
+            t0, prompt_tokens, output_tokens, float(query_bytes), float(answer_bytes),
+            self._full_batch_s(prompt_tokens, output_tokens),
+        )  # fmt: skip
         pick = None if only is None else frozenset([self.const.index(only)])
-        best = self._choose(
-            src, up, t0, prompt_tokens, output_tokens, answer_bytes, chosen, deadline_s, pick
-        )
+        best, _ = self._core().choose(
+            req, chosen.narrow(self._ways(src, t0, query_bytes, pick)), chosen, deadline_s,
+            self.is_down,
+        )  # fmt: skip
         if best is None:
             raise DeadlineError(deadline_s, None)
         if best.delivered_s - t0 > deadline_s:
             raise DeadlineError(deadline_s, from_offsets(self.plan.start, [best.delivered_s])[0])
         if commit:
-            self._commit(best, query_bytes, answer_bytes)
+            self._core().book(best, req)
+            if self.holders is not None and best.sat not in self.holders:
+                self.holders = self.holders | {best.sat}  # the upload happened
         return self._trace(at, t0, best, policy)
 
     def fail(self, outage: Outage) -> None:
@@ -285,13 +264,6 @@ class Mission:
         """Is ``sat`` out at any time in [a_s, b_s]?"""
         return any(lo <= b_s and a_s < hi for lo, hi in self._down.get(sat, ()))
 
-    def _commit(self, best: Serving, query_bytes: int, answer_bytes: int) -> None:
-        self.graph.book(best.up, query_bytes)
-        self.graph.book(best.down, answer_bytes)
-        self.queue(best.sat).book(best.slot, best.prompt_tokens, best.output_tokens)
-        if self.holders is not None and best.sat not in self.holders:
-            self.holders = self.holders | {best.sat}  # the upload happened
-
     def _sources(self, station: str | None) -> frozenset[int]:
         if station is None:
             return frozenset(range(self.n_sat, self.n_sat + len(self.stations)))
@@ -300,79 +272,50 @@ class Mission:
             raise InputError(f"{station!r} is a satellite: queries start at a ground station")
         return frozenset([node])
 
-    def _choose(
-        self,
-        src: frozenset[int],
-        up: Arrivals,
-        t0: float,
-        prompt_tokens: int,
-        output_tokens: int,
-        answer_bytes: int,
-        policy: Policy,
-        deadline_s: float,
-        only: frozenset[int] | None = None,
-    ) -> Serving | None:
-        candidates = [
-            _Candidate(s, float(up.best_s[s]), up.via[s].src in src)
-            for s in range(self.n_sat)
-            if self.const.roles[s] == "inference"
-            and np.isfinite(up.best_s[s])
-            and (only is None or s in only)
-        ]
-        results = [
-            r
-            for c in policy.narrow(candidates)
-            if (r := self._serve(c.sat, up, prompt_tokens, output_tokens, answer_bytes))
-        ]
-        return policy.choose(
-            results,
-            t0,
-            deadline_s,
-            lambda r: (
-                self._sunlit(r.sat, r.start_s)
-                and self.admits(r.sat, r.start_s, r.inference_s, SPARE_CHARGE)
+    def _core(self) -> Core:
+        """The planning core on this mission's contact graph, queues and admission."""
+        hw = list(dict.fromkeys(self.const.hardware))
+        return Core(
+            ContactRoutes(self.graph, self.n_sat, len(self.stations)),
+            self.queue,
+            [hw.index(h) for h in self.const.hardware],
+            self.admits,
+            lambda o: (
+                self._sunlit(o.sat, o.slot.start_s)
+                and self.admits(o.sat, o.slot.start_s, o.slot.inference_s, SPARE_CHARGE)
             ),
+            self.plan.duration_s,
         )
 
-    def _serve(
-        self, sat: int, up: Arrivals, prompt_tokens: int, output_tokens: int, answer_bytes: int
-    ) -> Serving | None:
-        route_up = up.route_to(sat)
-        if route_up is None:
-            return None
-        arrive = float(up.best_s[sat])
-        ready = self.model_ready_s(sat, arrive)
-        if ready is None:
-            return None
-        full_s = self.inference_s(sat, prompt_tokens, output_tokens, self.max_batch)
-        slot = self.queue(sat).slot(max(arrive, ready), prompt_tokens, output_tokens, full_s)
-        start, infer = slot.start_s, slot.inference_s
-        upload_wait = max(0.0, ready - arrive)
-        if start + infer >= self.plan.duration_s or not self.admits(sat, start, infer):
-            return None
-        if self.is_down(sat, arrive, start + infer):
-            return None
-        stations = frozenset(range(self.n_sat, self.n_sat + len(self.stations)))
-        down = self.graph.search(sat, start + infer, answer_bytes, stations)
-        reached = [s for s in stations if np.isfinite(down.best_s[s])]
-        if not reached:
-            return None
-        dst = min(reached, key=lambda s: down.best_s[s])
-        route_down = down.route_to(dst)
-        if route_down is None:
-            return None
-        return Serving(
-            sat,
-            route_up,
-            route_down,
-            upload_wait,
-            start - arrive - upload_wait,
-            start,
-            infer,
-            slot,
-            prompt_tokens,
-            output_tokens,
+    def _full_batch_s(self, prompt_tokens: int, output_tokens: int) -> list[float]:
+        """A full batch of this size on each hardware profile (in ``_core``'s order)."""
+        card = load_card(self.timing_card)
+        return [
+            PerformanceModel(card, ComputeTarget.from_profile(profile(h)), self.quant)
+            .estimate(prompt_tokens, output_tokens, self.max_batch)
+            .total_s
+            for h in dict.fromkeys(self.const.hardware)
+        ]
+
+    def _ways(
+        self, src: frozenset[int], t0: float, query_bytes: int, only: frozenset[int] | None
+    ) -> list[Way]:
+        """The inference satellites the query reaches, each ready once the model is on
+        board (the handle: the uplink search)."""
+        sats = [
+            s
+            for s in range(self.n_sat)
+            if self.const.roles[s] == "inference" and (only is None or s in only)
+        ]
+        _, reached = ContactRoutes(self.graph, self.n_sat, len(self.stations)).ways_up(
+            src, t0, query_bytes, sats
         )
+        ways = []
+        for way in reached:
+            ready = self.model_ready_s(way.sat, way.ready_s)
+            if ready is not None:
+                ways.append(way._replace(ready_s=max(way.ready_s, ready)))
+        return ways
 
     def downlink(self, sat: int, t_s: float, size_bytes: int) -> tuple[str, float] | None:
         """(station, arrival in plan seconds) of ``size_bytes`` leaving ``sat`` at ``t_s``
@@ -420,15 +363,18 @@ class Mission:
         sun = sun_position_teme_km(from_offsets(self.plan.start, [t_s]))
         return bool(sunlit_fraction(r, sun)[0] > 0.5)
 
-    def _trace(self, at: np.datetime64, t0: float, best: Serving, policy: str) -> Trace:
+    def _trace(self, at: np.datetime64, t0: float, best: Option, policy: str) -> Trace:
         names = self.names()
+        search: Arrivals = best.up.handle
+        up, down, sat = search.route_to(best.sat), best.down.handle, best.sat
+        assert up is not None and isinstance(down, BundleRoute)
         parts = dict.fromkeys(PARTS, 0.0)
-        parts["model_upload"] = best.upload_wait_s
-        parts["queue"], parts["inference"] = best.queue_s, best.inference_s
-        up, down, sat = best.up, best.down, best.sat
+        parts["model_upload"] = best.ready_s - float(search.best_s[sat])
+        parts["queue"] = best.slot.start_s - best.ready_s
+        parts["inference"] = best.slot.inference_s
         ready = t0
         for route, start_ready in ((up, t0), (down, None)):
-            ready = start_ready if start_ready is not None else best.start_s + best.inference_s
+            ready = start_ready if start_ready is not None else best.end_s
             for hop in route.hops:
                 parts["wait_for_contact"] += hop.depart_s - ready
                 kind = (
@@ -452,7 +398,7 @@ class Mission:
             timings_s=parts,
             policy=policy,
             uplink_at=from_offsets(self.plan.start, [up.hops[0].depart_s])[0],
-            inference_start=from_offsets(self.plan.start, [best.start_s])[0],
+            inference_start=from_offsets(self.plan.start, [best.slot.start_s])[0],
             legs=[
                 Leg(
                     names[h.src],

@@ -195,6 +195,7 @@ def _summary(
             "mean_time_in_system_s": _r(mean_w),
         },
         "failures": _failures(world, rec),
+        **({"verify": rec.verify} if rec.verify is not None else {}),
     }
 
 

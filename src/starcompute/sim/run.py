@@ -17,9 +17,10 @@ def preflight(scenario: Scenario) -> None:
     check_inputs(scenario)
 
 
-def simulate(scenario: Scenario, progress: Progress | None = None) -> SimResult:
-    """Simulate a scenario; deterministic for its seed."""
-    world, records = simulate_records(scenario, progress)
+def simulate(scenario: Scenario, progress: Progress | None = None, *, verify: int = 0) -> SimResult:
+    """Simulate a scenario; deterministic for its seed. ``verify``: plan that many
+    sampled queries again with exact routes (summary ``verify``, see ``sim.verify``)."""
+    world, records = simulate_records(scenario, progress, verify=verify)
     if progress is not None:
         progress("measure", 0, 1)
     return measure(world, records)

@@ -40,18 +40,21 @@ the same scenario and seed give the same records.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from starcompute.mission.failures import OutageKind
 from starcompute.mission.health import SPARE_CHARGE
+from starcompute.mission.planner import Core, Option, Request, Way
 from starcompute.mission.policy import Policy, get_policy
-from starcompute.mission.queues import SatelliteQueue, Slot
+from starcompute.mission.queues import SatelliteQueue
+from starcompute.mission.routes import StepRoutes
 from starcompute.sim.scenario import Scenario
+from starcompute.sim.verify import Verifier, build_verifier
 from starcompute.sim.workload import EO, Demand, check_inputs, generate, scenario_regions
 from starcompute.sim.world import Failure, Progress, World, build_world, great_circle_km
 
@@ -88,38 +91,14 @@ class Records:
     replans: IntArray  # times a failure struck the request and it was planned again
     pass_bytes_up: FloatArray  # bytes reserved on each tracked pass (world.passes), up
     pass_bytes_down: FloatArray  # and down
+    verify: dict[str, Any] | None = None  # simulate --verify: against the exact routes
 
 
-class _Candidate(NamedTuple):
-    """A satellite the query reaches at step k (a tuple: millions are made per run)."""
-
-    sat: int
-    up_s: float  # uplink delay from the departure
-    hops: int
-    up_pass: int  # the tracked pass the way up starts on (-1: none, on board already)
-
-    @property
-    def direct(self) -> bool:
-        return self.hops == 1
-
-
-@dataclass(slots=True)
-class _Option:
-    sat: int
-    slot: Slot
-    ready_s: float  # query on board
-    down_depart_s: float
-    down_s: float
-    delivered_s: float
-    station_down: int
-    hops_up: int
-    hops_down: int
-    pass_up: int
-    pass_down: int
-
-
-def simulate_records(scenario: Scenario, progress: Progress | None = None) -> tuple[World, Records]:
-    """Build the world, draw the demand and plan every request."""
+def simulate_records(
+    scenario: Scenario, progress: Progress | None = None, *, verify: int = 0
+) -> tuple[World, Records]:
+    """Build the world, draw the demand and plan every request; with ``verify`` N, plan
+    N sampled queries a second time with exact routes (``sim.verify``)."""
     check_inputs(scenario)
     world = build_world(scenario, progress)
     rng = np.random.default_rng(int(scenario[""]["seed"]))
@@ -128,7 +107,20 @@ def simulate_records(scenario: Scenario, progress: Progress | None = None) -> tu
     if progress is not None:
         progress("demand", 0, 1)
     demand = generate(scenario, eo_sats, rng)
-    return world, _Planner(world, demand, progress).run()
+    planner = _Planner(world, demand, progress)
+    if verify > 0:
+        if progress is not None:
+            progress("verify", 0, 1)
+        sample_rng = np.random.default_rng([int(scenario[""]["seed"]), 17])  # apart from demand
+        planner.verifier = build_verifier(
+            world, planner.core, verify, len(demand), demand.kind != EO, sample_rng
+        )
+    records = planner.run()
+    if planner.verifier is not None:
+        records.verify = planner.verifier.summary(
+            world.tables.step_s, world.net.isl.acquisition_s, planner.routes.approximation
+        )
+    return world, records
 
 
 def _eo_model(scenario: Scenario) -> int:
@@ -141,28 +133,30 @@ class _Planner:
     def __init__(self, world: World, demand: Demand, progress: Progress | None) -> None:
         self.w, self.d, self.progress = world, demand, progress
         sc = world.scenario
-        self.step_s = world.tables.step_s
-        self.n_steps = world.tables.n_steps
+        tb = world.tables
+        self.step_s, self.n_steps = tb.step_s, tb.n_steps
         self.horizon_s = self.n_steps * self.step_s
-        self.down_delay = world.tables.down_delay_s
-        # earliest arrival on the ground from each satellite leaving after step k
-        arrive = np.arange(self.n_steps)[:, None] * self.step_s + self.down_delay
-        later = np.minimum.accumulate(arrive[::-1], axis=0)[::-1]
-        self.later_arrival_s = np.vstack([later[1:], np.full((1, later.shape[1]), np.inf)])
         self.policy = get_policy(str(sc["scheduler"]["policy"]))
         self.narrows = type(self.policy).narrow is not Policy.narrow
-        self.infinite = bool(sc["compute"]["infinite"])
         self.deadline_s = float(sc["workload"]["deadline_s"])
-        self.queues = [
-            SatelliteQueue(int(sc["scheduler"]["max_batch"])) for _ in range(len(world.const))
-        ]
+        queues = [SatelliteQueue(int(sc["scheduler"]["max_batch"])) for _ in world.const.names]
+        net = world.net
+        self.routes = StepRoutes(
+            tb, world.passes, 8.0 / net.uplink_rate_bps, 8.0 / net.ground_rate_bps,
+            8.0 / net.isl.rate_bps,
+        )  # fmt: skip
+        h = world.health
+        self.core = Core(
+            self.routes,
+            queues.__getitem__,
+            world.hw_of_sat.tolist(),
+            (lambda sat, start, infer: True) if h is None else h.admits,
+            self._thrifty,
+            self.horizon_s,
+            bool(sc["compute"]["infinite"]),
+        )
         self.full_batch_s = self._full_batch_times()
         self.source, self.fiber_s = self._sources()
-        net = world.net
-        self.s_ground = 8.0 / net.ground_rate_bps  # seconds per byte, down
-        self.s_up = 8.0 / net.uplink_rate_bps  # and up
-        self.s_isl = 8.0 / net.isl.rate_bps
-        self.hw_of_sat = world.hw_of_sat.tolist()
         self.batches: list[tuple[int, float, float, int]] = []  # sat, start, duration, model
         self.batch_size: list[int] = []
         self.sat_failures: dict[int, list[Failure]] = {}
@@ -170,18 +164,14 @@ class _Planner:
             if f.outage.kind == OutageKind.SATELLITE:
                 self.sat_failures.setdefault(f.nodes[0], []).append(f)
         self.struck: list[tuple[float, int]] = []  # (when, request) to plan again
-        passes = world.passes
-        duration = passes.los_s - passes.aos_s
-        self.capacity_up = passes.up_rate_bps * duration / 8.0  # bytes each pass carries
-        self.capacity_down = passes.rate_bps * duration / 8.0
-        self.room_up: list[float] = self.capacity_up.tolist()  # what is left of it
-        self.room_down: list[float] = self.capacity_down.tolist()
+        self.verifier: Verifier | None = None
+        self.holders = [np.flatnonzero(h).tolist() for h in world.holders]
 
     def _full_batch_times(self) -> FloatArray:
         """(requests, hardware) time of a full batch of each request's size."""
         d, w = self.d, self.w
         out = np.zeros((len(d), len(w.hw_names)))
-        if self.infinite:
+        if self.core.infinite:
             return out
         batch = int(w.scenario["scheduler"]["max_batch"])
         for m, models in enumerate(w.perf):
@@ -228,8 +218,7 @@ class _Planner:
         out.batch_duration_s = b[:, 2]
         out.batch_model = b[:, 3].astype(np.int64)
         out.batch_size = np.array(self.batch_size, dtype=np.int64)
-        out.pass_bytes_up = self.capacity_up - np.array(self.room_up, dtype=np.float64)
-        out.pass_bytes_down = self.capacity_down - np.array(self.room_down, dtype=np.float64)
+        out.pass_bytes_up, out.pass_bytes_down = self.routes.reserved()
         return out
 
     def _plan_struck(self, until_s: float, out: Records) -> None:
@@ -238,45 +227,40 @@ class _Planner:
             at_s, i = heapq.heappop(self.struck)
             self._plan(i, out, at_s)
 
-    def _candidates(
-        self, i: int, t_s: float, q_bytes: float
-    ) -> tuple[float, float, Sequence[tuple[int, float, int, int]]] | int:
-        """(terrestrial s, uplink departure, [(sat, up delay, hops, uplink pass)]) or a
-        rejection code; a candidate whose uplink pass cannot take ``q_bytes`` is none."""
-        d, tb = self.d, self.w.tables
-        assert tb.best_pass is not None
-        if d.kind[i] == EO:
-            return 0.0, t_s, [_Candidate(int(d.satellite[i]), 0.0, 0, -1)]
+    def _request(self, i: int) -> Request:
+        d = self.d
+        return Request(
+            float(d.t_s[i]),
+            int(d.prompt_tokens[i]),
+            int(d.output_tokens[i]),
+            float(d.query_bytes[i]) if d.kind[i] != EO else 0.0,
+            float(d.answer_bytes[i]),
+            self.full_batch_s[i].tolist(),
+            int(d.model[i]),
+        )
+
+    def _ways(self, i: int, t_s: float, req: Request) -> tuple[float, float, list[Way]] | int:
+        """(terrestrial s, uplink departure, ways up) or a rejection code."""
+        d = self.d
+        if d.kind[i] == EO:  # the image is on board the satellite that took it
+            return 0.0, t_s, [Way(int(d.satellite[i]), t_s, 0, -1)]
         region = int(d.region[i])
         fiber = float(self.fiber_s[region])
         t_in = t_s + fiber
-        k = int(t_in // self.step_s)
-        if k >= tb.n_steps:
+        if t_in >= self.horizon_s:
             return HORIZON
-        src, g = int(self.source[region]), int(d.model[i])
-        while True:  # the first step with a candidate not known to be out
-            k = int(tb.next_up_step[k, src, g]) if k < tb.n_steps else -1
-            if k < 0:
-                return NO_PATH
-            depart = max(t_in, k * self.step_s)
-            sats = tb.best_sat[k, src, g].tolist()
-            ups = tb.best_up_s[k, src, g].tolist()
-            hops = tb.best_hops[k, src, g].tolist()
-            pids = tb.best_pass[k, src, g].tolist()
-            room, fails = self.room_up, self.sat_failures
-            cands = [
-                (s, u, h, p)
-                for s, u, h, p in zip(sats, ups, hops, pids, strict=True)
-                if s >= 0
-                and room[p] >= q_bytes
-                and not (fails and self._known_out(s, t_s, depart, depart))
-            ]
-            if cands:
-                break
-            k += 1
-        if not self.narrows:  # plain tuples on the hot path: most policies keep them all
-            return fiber, depart, cands
-        return fiber, depart, self.policy.narrow([_Candidate(*c) for c in cands])
+
+        def usable(sat: int, depart_s: float) -> bool:
+            return not self._known_out(sat, t_s, depart_s, depart_s)
+
+        found = self.routes.ways_up(
+            int(self.source[region]), req.model, t_in, req.query_bytes,
+            usable if self.sat_failures else None,
+        )  # fmt: skip
+        if found is None:
+            return NO_PATH
+        depart, ways = found
+        return fiber, depart, self.policy.narrow(ways) if self.narrows else ways
 
     def _plan(self, i: int, out: Records, at_s: float | None = None) -> None:
         """Plan request ``i`` at its arrival (or again at ``at_s``, after a failure)."""
@@ -286,47 +270,32 @@ class _Planner:
         if d.kind[i] == EO and self._known_out(int(d.satellite[i]), t_s, t_s, t_s):
             out.status[i] = SAT_LOST  # the image was on the satellite that failed
             return
-        q_bytes = float(d.query_bytes[i])
-        found = self._candidates(i, t_s, q_bytes)
+        req = self._request(i)
+        found = self._ways(i, t_s, req)
         if isinstance(found, int):
             out.status[i] = found
             return
-        fiber, depart, cands = found
-        full_row = self.full_batch_s[i].tolist()
-        # the policy's bound prunes the scan (for most: the best delivery so far)
-        policy = self.policy
-        bound = policy.first_bound_s(submitted, self.deadline_s)
-        options: list[_Option] = []
-        a_tx = float(d.answer_bytes[i]) * self.s_ground  # at least one ground hop down
-        scan = []
-        for sat, up_s, hops, up_pass in cands:
-            tx = q_bytes * (self.s_up + (hops - 1) * self.s_isl) if hops else 0.0
-            ready = depart + up_s + tx
-            full = full_row[self.hw_of_sat[sat]]
-            floor = self._arrival_floor(ready + full, sat) + a_tx  # on an empty queue
-            if floor < bound:
-                scan.append((floor, sat, ready, full, hops, up_pass))
-        scan.sort()
-        for floor, sat, ready, full, hops, up_pass in scan:
-            if floor >= bound:
-                break  # nor can any after it
-            option = self._option(i, sat, ready, full, hops, bound, t_s, up_pass)
-            if option is not None:
-                options.append(option)
-                bound = policy.next_bound_s(bound, option)
-        pick = policy.choose(options, submitted, self.deadline_s, self._thrifty)
+        fiber, depart, ways = found
+
+        def known_out(sat: int, a_s: float, b_s: float) -> bool:
+            return self._known_out(sat, t_s, a_s, b_s)
+
+        out_fn = known_out if self.sat_failures else None
+        pick, n_options = self.core.choose(req, ways, self.policy, self.deadline_s, out_fn)
+        if self.verifier is not None and at_s is None and i in self.verifier.sample:
+            self._verify(i, req, t_s, fiber, pick, out_fn)
         if pick is None:
-            out.status[i] = NO_PATH if not options else DEADLINE
+            out.status[i] = NO_PATH if not n_options else DEADLINE
             return
         if pick.delivered_s - submitted > self.deadline_s:
             out.status[i] = DEADLINE
             return
-        self._book(i, pick, out, t_s, fiber, depart)
+        self._book(i, pick, req, out, t_s, fiber, depart)
         out.parts["failover_s"][i] = t_s - submitted
-        strike = self._strike(pick.sat, t_s, pick.ready_s, pick.down_depart_s)
+        strike = self._strike(pick.sat, t_s, pick.ready_s, pick.down.depart_s)
         if strike is not None:  # it fails while holding the query: plan again then
             self.batch_size[out.batch[i]] -= 1
-            self.room_down[pick.pass_down] += float(d.answer_bytes[i])  # never sent
+            self.routes.release_down(pick, req.answer_bytes)  # the answer is never sent
             out.replans[i] += 1
             out.status[i], out.serving_sat[i], out.batch[i] = -1, -1, -1
             out.delivered_s[i] = np.nan
@@ -334,6 +303,22 @@ class _Planner:
                 out.status[i] = SAT_LOST
             else:
                 heapq.heappush(self.struck, (strike, i))
+
+    def _verify(
+        self, i: int, req: Request, t_s: float, fiber: float, pick: Option | None,
+        out: Callable[[int, float, float], bool] | None,
+    ) -> None:  # fmt: skip
+        """Plan query ``i`` again with exact routes, beside the simulator's choice."""
+        assert self.verifier is not None
+        n_sat, tb = self.w.tables.n_sat, self.w.tables
+        src = int(self.source[int(self.d.region[i])])
+        stations = range(tb.n_stations) if src == tb.any_source else [src]
+        late = pick is not None and pick.delivered_s - req.submitted_s > self.deadline_s
+        ok = None if late else pick
+        self.verifier.check(
+            i, req, frozenset(n_sat + s for s in stations), t_s + fiber,
+            self.holders[req.model], self.policy, self.deadline_s, out, ok,
+        )  # fmt: skip
 
     def _known_out(self, sat: int, now_s: float, a_s: float, b_s: float) -> bool:
         """Is ``sat`` out in [a_s, b_s] by a failure already begun at ``now_s``?"""
@@ -348,69 +333,7 @@ class _Planner:
         ]
         return min(starts) if starts else None
 
-    def _option(
-        self, i: int, sat: int, ready: float, full: float, hops: int, bound: float,
-        now_s: float, up_pass: int,
-    ) -> _Option | None:  # fmt: skip
-        """Serving on ``sat`` (None: not admitted, known to be out, no way down, or no
-        better than bound)."""
-        d, tb, h = self.d, self.w.tables, self.w.health
-        if self.infinite:
-            slot = Slot(ready, 0.0, None)
-        else:
-            slot = self.queues[sat].slot(
-                ready, int(d.prompt_tokens[i]), int(d.output_tokens[i]), full, int(d.model[i])
-            )
-        end = slot.start_s + slot.inference_s
-        k = int(end // self.step_s)
-        if k >= self.n_steps:
-            return None
-        a_bytes = float(d.answer_bytes[i])
-        if self._arrival_floor(end, sat) + a_bytes * self.s_ground >= bound or (
-            h is not None and not h.admits(sat, slot.start_s, slot.inference_s)
-        ):
-            return None
-        k, down_pass = self._down_step(int(tb.next_down_step[k, sat]), sat, a_bytes)
-        if k < 0:
-            return None
-        dep = max(end, k * self.step_s)
-        hops_down = int(tb.down_hops[k, sat])
-        down = float(self.down_delay[k, sat]) + a_bytes * (
-            self.s_ground + (hops_down - 1) * self.s_isl
-        )
-        delivered = dep + down
-        if delivered > self.horizon_s or (
-            self.sat_failures and self._known_out(sat, now_s, ready, dep)
-        ):
-            return None
-        return _Option(
-            sat, slot, ready, dep, down, delivered, int(tb.down_station[k, sat]), hops, hops_down,
-            up_pass, down_pass,
-        )  # fmt: skip
-
-    def _arrival_floor(self, end_s: float, sat: int) -> float:
-        """A lower bound on when anything leaving ``sat`` at ``end_s`` reaches the ground
-        (transmission aside): the earliest arrival over the tables' ways down from then
-        on, less a nanosecond against rounding."""
-        k = int(end_s // self.step_s)
-        if k >= self.n_steps:
-            return np.inf
-        now = end_s + float(self.down_delay[k, sat])
-        return min(now, float(self.later_arrival_s[k, sat])) - 1e-9
-
-    def _down_step(self, k: int, sat: int, size_bytes: float) -> tuple[int, int]:
-        """(step, pass) of the first way down from ``sat`` at or after step ``k`` whose
-        pass has room for ``size_bytes``; (-1, -1) if none before the horizon."""
-        tb = self.w.tables
-        assert tb.down_pass is not None
-        while k >= 0:
-            pid = int(tb.down_pass[k, sat])
-            if self.room_down[pid] >= size_bytes:
-                return k, pid
-            k = int(tb.next_down_step[k + 1, sat]) if k + 1 < self.n_steps else -1
-        return -1, -1
-
-    def _thrifty(self, o: _Option) -> bool:
+    def _thrifty(self, o: Option) -> bool:
         h = self.w.health
         if h is None:
             return True
@@ -418,30 +341,25 @@ class _Planner:
         return h.sunlit_at(o.sat, start) and h.admits(o.sat, start, infer, SPARE_CHARGE)
 
     def _book(
-        self, i: int, o: _Option, out: Records, t_s: float, fiber: float, depart: float
-    ) -> None:
+        self, i: int, o: Option, req: Request, out: Records, t_s: float, fiber: float,
+        depart: float,
+    ) -> None:  # fmt: skip
         d = self.d
-        if self.infinite:
+        batch = self.core.book(o, req)
+        if batch is None:  # infinite compute: a batch of one
             index = len(self.batches)
-            self.batches.append((o.sat, o.slot.start_s, 0.0, int(d.model[i])))
+            self.batches.append((o.sat, o.slot.start_s, 0.0, req.model))
             self.batch_size.append(1)
         else:
-            queue = self.queues[o.sat]
-            batch = queue.book(
-                o.slot, int(d.prompt_tokens[i]), int(d.output_tokens[i]), int(d.model[i])
-            )
-            queue.retire_before(t_s)  # no later query can join a slot that started before now
+            self.core.queue_of(o.sat).retire_before(t_s)  # no later query joins a past slot
             if batch.tag >= 0:
                 index = batch.tag
                 self.batch_size[index] += 1
             else:
                 index = batch.tag = len(self.batches)
-                self.batches.append((o.sat, batch.start_s, batch.inference_s, int(d.model[i])))
+                self.batches.append((o.sat, batch.start_s, batch.inference_s, req.model))
                 self.batch_size.append(1)
-        if o.pass_up >= 0:
-            self.room_up[o.pass_up] -= float(d.query_bytes[i])
-        self.room_down[o.pass_down] -= float(d.answer_bytes[i])
-        end = o.slot.start_s + o.slot.inference_s
+        end = o.end_s
         out.status[i] = DELIVERED
         out.serving_sat[i] = o.sat
         up_station = -1
@@ -454,18 +372,18 @@ class _Planner:
                 else int(tb.down_station[int(depart // self.step_s), o.sat])
             )
         out.uplink_station[i] = up_station
-        out.downlink_station[i] = o.station_down
-        out.up_hops[i] = o.hops_up
-        out.down_hops[i] = o.hops_down
+        out.downlink_station[i] = o.down.station
+        out.up_hops[i] = o.up.hops
+        out.down_hops[i] = o.down.hops
         out.batch[i] = index
         out.delivered_s[i] = o.delivered_s
         p = out.parts
         p["terrestrial_s"][i] = fiber
-        p["wait_for_contact_s"][i] = (depart - t_s - fiber) + (o.down_depart_s - end)
+        p["wait_for_contact_s"][i] = (depart - t_s - fiber) + (o.down.depart_s - end)
         p["up_s"][i] = o.ready_s - depart
         p["queue_s"][i] = o.slot.start_s - o.ready_s
         p["inference_s"][i] = o.slot.inference_s
-        p["down_s"][i] = o.down_s
+        p["down_s"][i] = o.delivered_s - o.down.depart_s
 
 
 def _empty_records(d: Demand) -> Records:
