@@ -75,12 +75,17 @@ def test_nearest_and_earliest_completion_differ_when_relaying_beats_waiting(
     `earliest-completion` relays over the laser ring to an idle satellite."""
     aos, _ = _first_pass(mission, "Jiamusi")
     at = mission.plan.start + np.timedelta64(int((aos + 5.0) * 1e9), "ns")
-    first = mission.submit("Jiamusi", at, 40, 64, 200, 600, "nearest", commit=False)
+    first = mission.submit("Jiamusi", at, 40, 64, 200, 600, policy="nearest", commit=False)
     sat = mission.const.index(first.serving_satellite)
     mission.queue(sat).busy_until_s = aos + 7200.0
     try:
-        near = mission.submit("Jiamusi", at, 40, 64, 200, 600, "nearest", 24 * 3600.0, commit=False)
-        best = mission.submit("Jiamusi", at, 40, 64, 200, 600, "earliest-completion", commit=False)
+        near = mission.submit(
+            "Jiamusi", at, 40, 64, 200, 600, policy="nearest", deadline_s=24 * 3600.0,
+            commit=False,
+        )  # fmt: skip
+        best = mission.submit(
+            "Jiamusi", at, 40, 64, 200, 600, policy="earliest-completion", commit=False
+        )
     finally:
         mission.queues.pop(sat)
     assert near.timings_s["queue"] > 7000.0
@@ -179,7 +184,7 @@ def test_power_and_thermal_admission(mission: Mission) -> None:
     assert mission.health.energy_wh.min() > hw.battery.floor_wh
     aos, _ = _first_pass(mission, "Jiamusi")
     at = mission.plan.start + np.timedelta64(int((aos + 5.0) * 1e9), "ns")
-    first = mission.submit("Jiamusi", at, 40, 64, 200, 600, "nearest", commit=False)
+    first = mission.submit("Jiamusi", at, 40, 64, 200, 600, policy="nearest", commit=False)
     sat = mission.const.index(first.serving_satellite)
     t = float(offsets_s(at, mission.plan.start))
     saved_e = mission.health.energy_wh[sat].copy()
@@ -191,7 +196,15 @@ def test_power_and_thermal_admission(mission: Mission) -> None:
         mission.health.temp_c[sat] = hw.thermal.max_temp_c  # too hot to add heat
         assert not mission.admits(sat, t, 10.0)
         other = mission.submit(
-            "Jiamusi", at, 40, 64, 200, 600, "earliest-completion", deadline_s=86400.0, commit=False
+            "Jiamusi",
+            at,
+            40,
+            64,
+            200,
+            600,
+            policy="earliest-completion",
+            deadline_s=86400.0,
+            commit=False,
         )
         assert other.serving_satellite != first.serving_satellite
     finally:
@@ -204,14 +217,14 @@ def test_queries_waiting_for_a_busy_satellite_share_a_batch(mission: Mission) ->
     (same start, same slot); one that does not fit the slot opens the following batch."""
     aos, _ = _first_pass(mission, "Jiamusi")
     at = mission.plan.start + np.timedelta64(int((aos + 5.0) * 1e9), "ns")
-    probe = mission.submit("Jiamusi", at, 40, 64, 200, 600, "nearest", commit=False)
+    probe = mission.submit("Jiamusi", at, 40, 64, 200, 600, policy="nearest", commit=False)
     sat = mission.const.index(probe.serving_satellite)
     t = float(offsets_s(at, mission.plan.start))
     mission.queue(sat).busy_until_s = t + 60.0
     try:
-        a = mission.submit("Jiamusi", at, 40, 64, 200, 600, "nearest", 86400.0)
-        b = mission.submit("Jiamusi", at, 30, 32, 200, 600, "nearest", 86400.0)
-        c = mission.submit("Jiamusi", at, 40, 256, 200, 600, "nearest", 86400.0)
+        a = mission.submit("Jiamusi", at, 40, 64, 200, 600, policy="nearest", deadline_s=86400.0)
+        b = mission.submit("Jiamusi", at, 30, 32, 200, 600, policy="nearest", deadline_s=86400.0)
+        c = mission.submit("Jiamusi", at, 40, 256, 200, 600, policy="nearest", deadline_s=86400.0)
         assert a.serving_satellite == b.serving_satellite == c.serving_satellite
         queue = mission.queue(sat).batches
         assert len(queue) == 2 and queue[0].size == 2 and queue[1].size == 1

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from starcompute.cli.common import add_json, add_presets_command, print_json
-from starcompute.compute.cards import BYTES_PER_PARAM, load_card, model_cards
+from starcompute.compute.cards import Quant, load_card, model_cards
 from starcompute.compute.perf import ComputeTarget, PerformanceModel
 from starcompute.compute.split import plan_split
 from starcompute.spacecraft.hardware import hardware_presets, load_hardware
@@ -38,8 +38,8 @@ def register(sub: Any) -> None:
     est.add_argument("--profile", required=True, metavar="PROFILE|FILE", help="hardware profile")
     est.add_argument(
         "--quant",
-        default="int8",
-        choices=list(BYTES_PER_PARAM),
+        default=Quant.INT8.value,
+        choices=[q.value for q in Quant],
         help="weight precision (default int8)",
     )
     est.add_argument("--prompt-tokens", type=int, default=512, metavar="N")

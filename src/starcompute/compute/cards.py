@@ -5,13 +5,29 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, fields
+from enum import StrEnum
 
 from starcompute.data import data_dir, preset_names
 from starcompute.errors import InputError, UnknownPresetError
 
-BYTES_PER_PARAM = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
+
+class Quant(StrEnum):
+    """Weight quantisations the performance model prices (the CLI and scenarios use these)."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    FP8 = "fp8"
+    INT8 = "int8"
+    INT4 = "int4"
+
+
+BYTES_PER_PARAM = {
+    Quant.FP32: 4.0, Quant.FP16: 2.0, Quant.BF16: 2.0, Quant.FP8: 1.0, Quant.INT8: 1.0,
+    Quant.INT4: 0.5,
+}  # fmt: skip
 # int4 weights carry one fp16 scale per 32-weight group: +0.0625 B/param (GGUF Q4_0-like)
-QUANT_OVERHEAD = {"int4": 2.0 / 32.0}
+QUANT_OVERHEAD = {Quant.INT4: 2.0 / 32.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +91,12 @@ class ModelCard:
 
 
 def bytes_per_param(quant: str) -> float:
-    if quant not in BYTES_PER_PARAM:
-        raise InputError(f"unknown quantisation {quant!r}: choose one of {list(BYTES_PER_PARAM)}")
-    return BYTES_PER_PARAM[quant] + QUANT_OVERHEAD.get(quant, 0.0)
+    try:
+        q = Quant(quant)
+    except ValueError:
+        allowed = ", ".join(q.value for q in Quant)
+        raise InputError(f"unknown quantisation {quant!r}: choose one of {allowed}") from None
+    return BYTES_PER_PARAM[q] + QUANT_OVERHEAD.get(q, 0.0)
 
 
 def model_cards() -> list[str]:

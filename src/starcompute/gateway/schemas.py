@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from starcompute.compute.engine import GenerationRequest, Message
 from starcompute.mission.failures import OutageKind
+from starcompute.security.telecommand import CommandKind
 
 
 class TextPart(BaseModel):
@@ -87,7 +88,7 @@ class TelecommandRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     satellite: str = Field(min_length=1, max_length=200)
-    command: Literal["upload-model", "set-config", "run-job", "rotate-key"] | None = None
+    command: CommandKind | None = None
     args: dict[str, Any] = Field(default_factory=dict)
     packet_hex: str | None = Field(default=None, max_length=2 * 65542)
 

@@ -366,7 +366,14 @@ class GroundSegment:
         return await asyncio.get_running_loop().run_in_executor(
             self.planner,
             lambda: self._current(at).submit(
-                None, at, prompt_tokens, max_tokens, up, down, self.policy, self.deadline_s
+                None,
+                at,
+                prompt_tokens,
+                max_tokens,
+                up,
+                down,
+                policy=self.policy,
+                deadline_s=self.deadline_s,
             ),
         )
 

@@ -100,6 +100,12 @@ class Routes(Protocol):
         """A lower bound on when ``size_bytes`` leaving ``sat`` at ``leave_s`` is down."""
         ...
 
+    def arrival_floors_s(
+        self, sats: list[int], leave_s: list[float], size_bytes: float
+    ) -> list[float]:
+        """``arrival_floor_s`` for many satellites at once."""
+        ...
+
     def way_down(self, sat: int, leave_s: float, size_bytes: float) -> Down | None: ...
 
     def book(self, option: Option, query_bytes: float, answer_bytes: float) -> None: ...
@@ -130,14 +136,18 @@ class Core:
     ) -> list[Option]:
         """Every option the policy's bound lets through, in the order evaluated."""
         bound = policy.first_bound_s(req.submitted_s, deadline_s)
-        floor_of = self.routes.arrival_floor_s
-        full_s, hw, answer = req.full_batch_s, self.hw_of_sat, req.answer_bytes
-        scan = []
-        for way in ways:
-            full = full_s[hw[way.sat]]
-            floor = floor_of(way.sat, way.ready_s + full, answer)  # on an empty queue
-            if floor < bound:
-                scan.append((floor, full, way))
+        full_s, hw = req.full_batch_s, self.hw_of_sat
+        fulls = [full_s[hw[w.sat]] for w in ways]
+        floors = self.routes.arrival_floors_s(  # each on an empty queue
+            [w.sat for w in ways],
+            [w.ready_s + f for w, f in zip(ways, fulls, strict=True)],
+            req.answer_bytes,
+        )
+        scan = [
+            (floor, full, way)
+            for floor, full, way in zip(floors, fulls, ways, strict=True)
+            if floor < bound
+        ]
         scan.sort(key=_first)
         found: list[Option] = []
         for floor, full, way in scan:

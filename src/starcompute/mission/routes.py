@@ -57,6 +57,11 @@ class ContactRoutes:
     def arrival_floor_s(self, sat: int, leave_s: float, size_bytes: float) -> float:
         return leave_s  # nothing arrives before it leaves (no tighter bound kept)
 
+    def arrival_floors_s(
+        self, sats: list[int], leave_s: list[float], size_bytes: float
+    ) -> list[float]:
+        return list(leave_s)
+
     def way_down(self, sat: int, leave_s: float, size_bytes: float) -> Down | None:
         """The earliest-arriving route down to any station (nothing booked)."""
         if not 0.0 <= leave_s <= self.graph.horizon_s:
@@ -105,9 +110,12 @@ class StepRoutes:
     capacity_up: FloatArray = field(init=False)
     capacity_down: FloatArray = field(init=False)
     later_arrival_s: FloatArray = field(init=False)  # (T, N): leaving after step k
+    step_s: float = field(init=False)
+    n_steps: int = field(init=False)
 
     def __post_init__(self) -> None:
         tb, p = self.tables, self.passes
+        self.step_s, self.n_steps = tb.step_s, tb.n_steps
         assert tb.down_pass is not None and tb.best_pass is not None, "tables without passes"
         duration = p.los_s - p.aos_s
         self.capacity_up = p.up_rate_bps * duration / 8.0
@@ -157,19 +165,31 @@ class StepRoutes:
     def arrival_floor_s(self, sat: int, leave_s: float, size_bytes: float) -> float:
         """The earliest arrival over the tables' ways down from ``leave_s`` on, plus the
         transmission over one ground hop, less a nanosecond against rounding."""
-        tb = self.tables
-        k = int(leave_s // tb.step_s)
-        if k >= tb.n_steps:
+        k = int(leave_s // self.step_s)
+        if k >= self.n_steps:
             return np.inf
-        now = leave_s + float(tb.down_delay_s[k, sat])
+        now = leave_s + float(self.tables.down_delay_s[k, sat])
         return min(now, float(self.later_arrival_s[k, sat])) + size_bytes * self.s_down - 1e-9
+
+    def arrival_floors_s(
+        self, sats: list[int], leave_s: list[float], size_bytes: float
+    ) -> list[float]:
+        """``arrival_floor_s`` for many satellites at once (numpy)."""
+        leave = np.asarray(leave_s, dtype=np.float64)
+        sat = np.asarray(sats, dtype=np.int64)
+        k = (leave // self.step_s).astype(np.int64)
+        beyond = k >= self.n_steps
+        k = np.minimum(k, self.n_steps - 1)
+        floor = np.minimum(leave + self.tables.down_delay_s[k, sat], self.later_arrival_s[k, sat])
+        floor = floor + (size_bytes * self.s_down - 1e-9)
+        return np.where(beyond, np.inf, floor).tolist()  # type: ignore[no-any-return]
 
     def way_down(self, sat: int, leave_s: float, size_bytes: float) -> Down | None:
         """The first way down at or after ``leave_s`` whose pass has room."""
         tb = self.tables
         assert tb.down_pass is not None
-        k = int(leave_s // tb.step_s)
-        if k >= tb.n_steps:
+        k = int(leave_s // self.step_s)
+        if k >= self.n_steps:
             return None
         k = int(tb.next_down_step[k, sat])
         while k >= 0:
@@ -180,7 +200,7 @@ class StepRoutes:
                 tx = size_bytes * (self.s_down + (hops - 1) * self.s_isl)
                 delivered = depart + float(tb.down_delay_s[k, sat]) + tx
                 return Down(depart, delivered, int(tb.down_station[k, sat]), hops, pid)
-            k = int(tb.next_down_step[k + 1, sat]) if k + 1 < tb.n_steps else -1
+            k = int(tb.next_down_step[k + 1, sat]) if k + 1 < self.n_steps else -1
         return None
 
     def book(self, option: Option, query_bytes: float, answer_bytes: float) -> None:

@@ -81,8 +81,8 @@ def ask(
         max_tokens,
         up,
         answer_bytes(max_tokens, query.chunk_tokens),
-        policy,
-        deadline_s,
+        policy=policy,
+        deadline_s=deadline_s,
         commit=False,
     )
     sat = probe.serving_satellite
@@ -104,8 +104,8 @@ def ask(
         max(done.completion_tokens, 1),
         up,
         down,
-        policy,
-        deadline_s,
+        policy=policy,
+        deadline_s=deadline_s,
         only=sat,
     )
     chunks = _chunks(mission, verified, sat, trace, prompt_tokens, steps, done, host_s)

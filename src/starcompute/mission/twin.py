@@ -34,7 +34,7 @@ from starcompute.mission.spacelink import Arrival
 from starcompute.mission.traffic import chunk_bytes
 from starcompute.node.jobs import Chunk, Query, open_job, seal_job
 from starcompute.node.pace import ChunkBuilder, Pace
-from starcompute.security.telecommand import Command, CommandLink
+from starcompute.security.telecommand import Command, CommandKind, CommandLink
 from starcompute.times import OrbitClock, format_utc, offsets_s
 
 
@@ -168,8 +168,8 @@ class TwinLink:
         satellite refuses it: a raw packet that is forged, tampered, replayed, ...)."""
         if packet is not None:
             arrived = self.commands.receive(satellite, packet)
-        elif kind == "rotate-key":
-            packet, arrived = self.commands.rotate(satellite), Command("rotate-key")
+        elif kind == CommandKind.ROTATE_KEY:
+            packet, arrived = self.commands.rotate(satellite), Command(CommandKind.ROTATE_KEY)
         else:
             packet, arrived = self.commands.send(satellite, Command(kind or "", args))
         return {"accepted": True, "kind": arrived.kind, "packet_hex": packet.hex()}

@@ -21,7 +21,7 @@ import cbor2
 
 from starcompute.compute.engine import GenerationRequest, Message
 from starcompute.errors import InputError, StarcomputeError
-from starcompute.security.telecommand import Command, GroundKeys, SatelliteKeys
+from starcompute.security.telecommand import Command, CommandKind, GroundKeys, SatelliteKeys
 
 DEFAULT_CHUNK_TOKENS = 8
 MAX_TEXT_BYTES = 1 << 20
@@ -127,7 +127,7 @@ def _text(value: Any) -> str:
 def job_command(query: Query, model: str) -> Command:
     """The ``run-job`` telecommand bound to ``query`` (by the SHA-256 of its bytes)."""
     return Command(
-        "run-job",
+        CommandKind.RUN_JOB,
         {
             "query_id": query.query_id,
             "model": model,
@@ -154,7 +154,7 @@ def open_job(keys: SatelliteKeys, payload: bytes) -> tuple[Query, Command]:
     except (KeyError, TypeError, ValueError, cbor2.CBORDecodeError) as exc:
         raise JobError("bad-job", f"{type(exc).__name__}: {exc}") from None
     command = keys.open(packet)  # raises TelecommandError: auth, replay, stale, ...
-    if command.kind != "run-job":
+    if command.kind != CommandKind.RUN_JOB:
         raise JobError("not-a-job", f"a {command.kind!r} command came with a query")
     if command.args.get("sha256") != hashlib.sha256(query_bytes).hexdigest():
         raise JobError("binding", "the query is not the one the telecommand names")

@@ -23,6 +23,7 @@ import os
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -39,7 +40,18 @@ KEY_BYTES = 32  # AES-256
 SALT_BYTES = 4
 DEFAULT_WINDOW = 64
 MAX_SEQUENCE = 2**64 - 1
-COMMANDS = ("upload-model", "set-config", "run-job", "rotate-key")
+
+
+class CommandKind(StrEnum):
+    """The telecommands a satellite accepts (the API schema and the nodes use these)."""
+
+    UPLOAD_MODEL = "upload-model"
+    SET_CONFIG = "set-config"
+    RUN_JOB = "run-job"
+    ROTATE_KEY = "rotate-key"
+
+
+COMMANDS = tuple(CommandKind)
 MIN_BYTES = HEADER_BYTES + SECURITY_HEADER.size + MAC_BYTES
 
 
@@ -124,7 +136,7 @@ class GroundKeys:
 
     def rotate(self, new_key: Key) -> bytes:
         """The ``rotate-key`` packet (under the current key); later packets use ``new_key``."""
-        packet = self.seal(Command("rotate-key", new_key.to_args()))
+        packet = self.seal(Command(CommandKind.ROTATE_KEY, new_key.to_args()))
         self.key, self.next_sequence = new_key, 1
         return packet
 
@@ -222,7 +234,7 @@ class SatelliteKeys:
             raise TelecommandError("auth", "the MAC does not verify (tampered or forged)") from None
         command = _command(plaintext)
         self.window.accept(seq)  # only authenticated packets move the window
-        if command.kind == "rotate-key":
+        if command.kind == CommandKind.ROTATE_KEY:
             self.retired.add(self.active.key_id)
             self.active = Key.from_args(command.args)
             self.window = ReplayWindow(self.window_size)

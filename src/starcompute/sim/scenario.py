@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from starcompute.compute.cards import Quant
 from starcompute.errors import InputError
 from starcompute.links.antennas import DEFAULT_HANDOVER_S
 from starcompute.mission.failures import KINDS, OutageKind
@@ -158,7 +159,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "int8",
             "weights precision",
             "str",
-            choices=("fp32", "fp16", "bf16", "fp8", "int8", "int4"),
+            choices=tuple(q.value for q in Quant),
         ),
         "share": Key(1.0, "fraction of queries asking for this model", lo=0.0, hi=1.0),
         "placement": Key(

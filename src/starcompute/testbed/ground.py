@@ -35,7 +35,7 @@ from starcompute.links.contact_plan import ContactPlan
 from starcompute.mission.control import Trace
 from starcompute.mission.spacelink import Arrival
 from starcompute.node.jobs import Chunk, JobError, Query, seal_job
-from starcompute.security.telecommand import Command, GroundKeys
+from starcompute.security.telecommand import Command, CommandKind, GroundKeys
 from starcompute.times import OrbitClock, format_utc
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ class BundleLink:
     ) -> dict[str, Any]:
         """Seal an operator's command (or take a raw packet) and send it up as a bundle:
         it is queued for a contact, and the satellite authenticates it on arrival."""
-        if kind == "rotate-key":
+        if kind == CommandKind.ROTATE_KEY:
             raise InputError("rotate-key is not carried over the testbed's links yet")
         if packet is None:
             command = Command(kind or "", args)
