@@ -9,6 +9,7 @@ import pytest
 
 from starcompute import (
     GroundStation,
+    InputError,
     IslConfig,
     contact_plan,
     load_constellation,
@@ -87,6 +88,22 @@ def test_plus_grid_degrees_and_counts_match_closed_form() -> None:
     assert len(links) == 2 * 34 * 34
     assert {d for _, d in graph.degree()} == {4}
     assert nx.is_connected(graph)
+
+
+def test_laser_terminals_bound_the_links() -> None:
+    """Two terminals: only the in-plane rings (34 components of 34 satellites, degree 2);
+    one: no links; IslConfig carries the count and refuses a negative one."""
+    const = load_constellation("kuiper-630")
+    eph = propagate(const, time_grid(START, 60.0, 60.0))
+    r, v = eph.r_teme_km[:, 0], eph.v_teme_km_s[:, 0]
+    rings = nx.Graph(plus_grid(const, r, v, terminals=2).tolist())
+    assert {d for _, d in rings.degree()} == {2}
+    assert nx.number_connected_components(rings) == 34
+    assert all(const.plane[a] == const.plane[b] for a, b in rings.edges())
+    assert len(plus_grid(const, r, v, terminals=1)) == 0
+    assert IslConfig.default().terminals == 4
+    with pytest.raises(InputError, match="terminals must be >= 0"):
+        IslConfig.default(terminals=-1)
 
 
 def test_walker_star_has_a_seam() -> None:

@@ -152,6 +152,7 @@ def test_verify_against_exact_routes() -> None:
     sc = load_scenario(EXAMPLES / "three-body-12.toml").with_overrides({"duration_h": 4.0})
     v = simulate(sc, verify=120).summary["verify"]
     assert v["requests"] == 120
+    assert v["compared"] + v["no_candidates"] == 120
     assert v["both_delivered"] >= 100
     assert v["same_serving_satellite"] >= 0.9
     assert v["bound_s"] == 10.0 + 15.0

@@ -133,7 +133,7 @@ def _print_summary(s: dict[str, Any], wall_s: float, paths: dict[str, Path]) -> 
         v, d = s["verify"], s["verify"]["delivery_delta_s"]
         same = 100 * v["same_serving_satellite"]
         print(
-            f"  verify {v['requests']} queries: same satellite {same:.1f} %"
+            f"  verify {v['compared']} of {v['requests']} queries: same satellite {same:.1f} %"
             f"  |delta delivery| p50 {d['p50']:.2f} s  p99 {d['p99']:.2f} s"
             f" (bound {v['bound_s']:g} s)"
         )

@@ -23,6 +23,7 @@ class IslConfig:
     rate_bps: float
     topology: str = "+grid"
     knee_km: float = math.inf  # full rate up to here, then ~ (knee / range)^2; inf: no fall-off
+    terminals: int = 4  # laser terminals per satellite: 4 the +grid, 2-3 the in-plane ring
 
     def __post_init__(self) -> None:
         checks = {
@@ -39,6 +40,10 @@ class IslConfig:
             raise InputError(
                 f"ISL knee_km must be a positive number (inf: no fall-off), got {self.knee_km}"
             )
+        if isinstance(self.terminals, bool) or not isinstance(self.terminals, int):
+            raise InputError(f"ISL terminals must be a whole number, got {self.terminals!r}")
+        if self.terminals < 0:
+            raise InputError(f"ISL terminals must be >= 0, got {self.terminals}")
         if self.topology != "+grid":
             raise InputError(f"unknown ISL topology {self.topology!r}: choose +grid")
 
@@ -55,6 +60,7 @@ class IslConfig:
                 "knee_km",
             )
         }
+        values["terminals"] = int(isl.get("terminals", 4))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

@@ -242,7 +242,7 @@ def contact_plan(
         )
     isl_windows = IslContacts.empty()
     if isl is not None:
-        links = plus_grid(const, eph.r_teme_km[:, 0], eph.v_teme_km_s[:, 0])
+        links = plus_grid(const, eph.r_teme_km[:, 0], eph.v_teme_km_s[:, 0], isl.terminals)
         isl_windows = isl_contacts(eph, links, isl, tol_s).clipped(duration_s)
     return ContactPlan(
         start=start,

@@ -31,12 +31,14 @@ def _ring(members: IntArray) -> list[tuple[int, int]]:
     return [(int(members[i]), int(members[(i + 1) % n])) for i in range(n)]
 
 
-def _walker_links(const: Constellation, shell: str) -> list[tuple[int, int]]:
+def _walker_links(const: Constellation, shell: str, cross: bool) -> list[tuple[int, int]]:
     spec = const.walker[shell]
     idx = np.flatnonzero(np.array(const.shells) == shell)
     grid = np.full((spec.planes, spec.sats_per_plane), -1, dtype=np.int64)
     grid[const.plane[idx], const.slot[idx]] = idx
     links = [pair for p in range(spec.planes) for pair in _ring(grid[p])]
+    if not cross:
+        return links
     for p in range(spec.planes - 1):
         links += [(int(grid[p, s]), int(grid[p + 1, s])) for s in range(spec.sats_per_plane)]
     if spec.closed_ring:
@@ -71,12 +73,14 @@ def infer_planes(r_km: FloatArray, v_km_s: FloatArray) -> tuple[IntArray, FloatA
 
 
 def _imported_links(
-    members: IntArray, r_km: FloatArray, v_km_s: FloatArray
+    members: IntArray, r_km: FloatArray, v_km_s: FloatArray, cross: bool
 ) -> list[tuple[int, int]]:
     plane, u = infer_planes(r_km[members], v_km_s[members])
     planes = [members[plane == k][np.argsort(u[plane == k])] for k in range(plane.max() + 1)]
     u_of = dict(zip(members.tolist(), u.tolist(), strict=True))
     links = [pair for ring in planes for pair in _ring(ring)]
+    if not cross:
+        return links
     for here, there in pairwise(planes):
         u_there = np.array([u_of[int(j)] for j in there])
         for i in here:
@@ -85,16 +89,24 @@ def _imported_links(
     return links
 
 
-def plus_grid(const: Constellation, r0_km: FloatArray, v0_km_s: FloatArray) -> IntArray:
-    """Undirected links (a < b) as an (L, 2) array; states at the plan start for imports."""
+def plus_grid(
+    const: Constellation, r0_km: FloatArray, v0_km_s: FloatArray, terminals: int = 4
+) -> IntArray:
+    """Undirected links (a < b) as an (L, 2) array; states at the plan start for imports.
+
+    ``terminals``: laser terminals per satellite. Four give the whole +grid; two or three
+    only the in-plane ring (the two neighbours in the plane); fewer, no links."""
     links: list[tuple[int, int]] = []
+    if terminals < 2:
+        return np.zeros((0, 2), dtype=np.int64)
+    cross = terminals >= 4
     for shell in dict.fromkeys(const.shells):
         if shell in const.walker:
-            links += _walker_links(const, shell)
+            links += _walker_links(const, shell, cross)
         else:
             members = np.flatnonzero(np.array(const.shells) == shell)
             ok = members[np.all(np.isfinite(r0_km[members]), axis=1)]
-            links += _imported_links(ok, r0_km, v0_km_s) if len(ok) else []
+            links += _imported_links(ok, r0_km, v0_km_s, cross) if len(ok) else []
     if not links:
         return np.zeros((0, 2), dtype=np.int64)
     pairs = np.sort(np.array(links, dtype=np.int64), axis=1)

@@ -103,7 +103,7 @@ class Network:
         """A network whose +grid topology is taken from the states at ``at``."""
         net = cls(const, stations, **kwargs)  # type: ignore[arg-type]
         eph = propagate(const, np.array([at], dtype="datetime64[ns]"))
-        net.links = plus_grid(const, eph.r_teme_km[:, 0], eph.v_teme_km_s[:, 0])
+        net.links = plus_grid(const, eph.r_teme_km[:, 0], eph.v_teme_km_s[:, 0], net.isl.terminals)
         return net
 
     @property

@@ -11,7 +11,7 @@ Layout (all sections optional except what has no default)::
     [constellation]  preset | file | [[constellation.shell]], roles, hardware
     [ground]         stations, handoff, fiber_km_s, min_elevation_deg, antennas, handover_s
     [links]          isl_max_range_km, processing_delay_s, ground_rate_bps, uplink_rate_bps,
-                     isl_rate_bps
+                     isl_rate_bps, isl_terminals
     [[models]]       name, quant, share, placement
     [workload]       queries_per_day, regions, diurnal, prompt_tokens, output_tokens,
                      trace, bytes_per_token, deadline_s
@@ -119,6 +119,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ground_rate_bps": Key(0.0, "downlink rate (0: links.toml default)", lo=0.0),
         "uplink_rate_bps": Key(0.0, "uplink rate (0: links.toml default)", lo=0.0),
         "isl_rate_bps": Key(0.0, "laser link rate (0: links.toml default)", lo=0.0),
+        "isl_terminals": Key(
+            -1,
+            "laser terminals per satellite: 4 +grid, 2-3 in-plane ring (-1: links.toml)",
+            "int",
+            lo=-1,
+        ),
     },
     "workload": {
         "queries_per_day": Key(

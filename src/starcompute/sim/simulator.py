@@ -165,7 +165,6 @@ class _Planner:
                 self.sat_failures.setdefault(f.nodes[0], []).append(f)
         self.struck: list[tuple[float, int]] = []  # (when, request) to plan again
         self.verifier: Verifier | None = None
-        self.holders = [np.flatnonzero(h).tolist() for h in world.holders]
 
     def _full_batch_times(self) -> FloatArray:
         """(requests, hardware) time of a full batch of each request's size."""
@@ -283,7 +282,7 @@ class _Planner:
         out_fn = known_out if self.sat_failures else None
         pick, n_options = self.core.choose(req, ways, self.policy, self.deadline_s, out_fn)
         if self.verifier is not None and at_s is None and i in self.verifier.sample:
-            self._verify(i, req, t_s, fiber, pick, out_fn)
+            self._verify(i, req, t_s, fiber, pick, out_fn, [w.sat for w in ways])
         if pick is None:
             out.status[i] = NO_PATH if not n_options else DEADLINE
             return
@@ -306,9 +305,10 @@ class _Planner:
 
     def _verify(
         self, i: int, req: Request, t_s: float, fiber: float, pick: Option | None,
-        out: Callable[[int, float, float], bool] | None,
+        out: Callable[[int, float, float], bool] | None, candidates: list[int],
     ) -> None:  # fmt: skip
-        """Plan query ``i`` again with exact routes, beside the simulator's choice."""
+        """Plan query ``i`` again with exact routes to the same candidates, beside the
+        simulator's choice."""
         assert self.verifier is not None
         n_sat, tb = self.w.tables.n_sat, self.w.tables
         src = int(self.source[int(self.d.region[i])])
@@ -317,7 +317,7 @@ class _Planner:
         ok = None if late else pick
         self.verifier.check(
             i, req, frozenset(n_sat + s for s in stations), t_s + fiber,
-            self.holders[req.model], self.policy, self.deadline_s, out, ok,
+            candidates, self.policy, self.deadline_s, out, ok,
         )  # fmt: skip
 
     def _known_out(self, sat: int, now_s: float, a_s: float, b_s: float) -> bool:

@@ -275,11 +275,13 @@ def scenario_stations(scenario: Scenario) -> list[GroundStation]:
 
 def _link_options(scenario: Scenario) -> dict[str, Any]:
     links = scenario["links"]
-    isl: dict[str, float] = {}
+    isl: dict[str, Any] = {}
     if links["isl_max_range_km"] > 0:
         isl["max_range_km"] = float(links["isl_max_range_km"])
     if links["isl_rate_bps"] > 0:
         isl["rate_bps"] = float(links["isl_rate_bps"])
+    if links["isl_terminals"] >= 0:
+        isl["terminals"] = int(links["isl_terminals"])
     options: dict[str, Any] = {"isl": IslConfig.default(**isl)}
     if links["processing_delay_s"] >= 0:
         options["processing_delay_s"] = float(links["processing_delay_s"])
