@@ -9,7 +9,6 @@ planner on the ground books; for kilobyte bundles the two agree).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,15 +53,10 @@ class ContactRouter:
     def next_hop(self, me: int, targets: frozenset[int], t_s: float, size_bytes: int) -> Hop | None:
         """The next hop from ``me`` towards the nearest of ``targets`` (None: no route
         within the plan)."""
-        if not 0.0 <= t_s < self.plan.duration_s or not targets or me in targets:
+        if not 0.0 <= t_s < self.plan.duration_s:
             return None
-        found = self.graph.search(me, t_s, max(size_bytes, 1), targets)
-        reached = [x for x in targets if math.isfinite(found.best_s[x])]
-        if not reached:
-            return None
-        best = min(reached, key=lambda x: float(found.best_s[x]))
-        route = found.route_to(best)
-        if route is None or not route.hops:
+        route = self.graph.to_nearest(me, t_s, size_bytes, targets)
+        if route is None:
             return None
         first = route.hops[0]
         contact = self.graph.contacts[first.contact]

@@ -325,12 +325,10 @@ class Mission:
         if not 0.0 <= t_s < self.plan.duration_s:
             return None
         stations = frozenset(range(self.n_sat, self.n_sat + len(self.stations)))
-        down = self.graph.search(sat, t_s, max(size_bytes, 1), stations)
-        reached = [s for s in stations if np.isfinite(down.best_s[s])]
-        if not reached:
+        route = self.graph.to_nearest(sat, t_s, size_bytes, stations)
+        if route is None:
             return None
-        best = min(reached, key=lambda s: float(down.best_s[s]))
-        return self.names()[best], float(down.best_s[best])
+        return self.names()[route.hops[-1].dst], route.arrival_s
 
     def admits(self, sat: int, start_s: float, inference_s: float, spare: float = 0.0) -> bool:
         """Power and thermal admission (see ``mission.health``); always without health."""

@@ -64,17 +64,10 @@ class ContactRoutes:
 
     def way_down(self, sat: int, leave_s: float, size_bytes: float) -> Down | None:
         """The earliest-arriving route down to any station (nothing booked)."""
-        if not 0.0 <= leave_s <= self.graph.horizon_s:
-            return None
-        stations = self.stations
-        down = self.graph.search(sat, leave_s, max(size_bytes, 1.0), stations)
-        reached = [s for s in stations if np.isfinite(down.best_s[s])]
-        if not reached:
-            return None
-        dst = min(reached, key=lambda s: float(down.best_s[s]))
-        route = down.route_to(dst)
+        route = self.graph.to_nearest(sat, leave_s, size_bytes, self.stations)
         if route is None:
             return None
+        dst = route.hops[-1].dst
         return Down(
             route.hops[0].depart_s, route.arrival_s, dst - self.n_sat, len(route.hops), route
         )

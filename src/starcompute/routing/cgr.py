@@ -157,6 +157,20 @@ class ContactGraph:
                 h.depart_s, 8.0 * size_bytes / self.contacts[h.contact].rate_bps
             )
 
+    def to_nearest(
+        self, src: int, t_s: float, size_bytes: float, targets: frozenset[int]
+    ) -> BundleRoute | None:
+        """The route to whichever of ``targets`` the bundle reaches first (nothing
+        booked; None if it reaches none within the plan, or is there already)."""
+        if not 0.0 <= t_s <= self.horizon_s or not targets or src in targets:
+            return None
+        found = self.search(src, t_s, max(size_bytes, 1.0), targets)
+        reached = [x for x in targets if np.isfinite(found.best_s[x])]
+        if not reached:
+            return None
+        route = found.route_to(min(reached, key=lambda x: float(found.best_s[x])))
+        return route if route is not None and route.hops else None
+
     def earliest_arrival(
         self, src: int, dst: int, t_s: float, size_bytes: float, reserve: bool = True
     ) -> BundleRoute | None:
