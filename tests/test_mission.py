@@ -234,3 +234,35 @@ def test_queries_waiting_for_a_busy_satellite_share_a_batch(mission: Mission) ->
         assert c.timings_s["queue"] > a.timings_s["queue"]
     finally:
         mission.queues.pop(sat, None)
+
+
+def test_the_planned_load_feeds_admission() -> None:
+    """Every batch booked draws the battery down by its power above the background run's
+    (peak - idle, less what the background load already drew) until the background
+    battery is full again; enough batches in eclipse and admission refuses the next."""
+    from starcompute.mission.health import Health
+    from starcompute.spacecraft.hardware import load_hardware
+
+    const = load_constellation("three-body-12")
+    health = Health.simulate(const, START, 6 * 3600.0, background_load=0.1)
+    p = load_hardware("three-body-sat")
+    sat = 0
+    lit = health.sunlit[sat] > 0.5
+    k = int(np.flatnonzero(lit[:-1] & ~lit[1:])[0]) + 1  # the first step of an eclipse
+    t_s = k * health.step_s
+    before = health.energy_wh[sat].copy()
+    health.draw(sat, t_s, 600.0)
+    extra_wh = 0.9 * (p.power.accelerator_peak_w - p.power.accelerator_idle_w) * 600.0 / 3600.0
+    drop = before - health.energy_wh[sat]
+    k_end = int((t_s + 600.0) // health.step_s) + 1
+    assert np.all(drop[:k_end] == 0.0)
+    assert drop[k_end] == pytest.approx(extra_wh)
+    full = np.flatnonzero(before >= p.battery.capacity_wh * (1 - 1e-6))
+    later_full = full[full >= k_end]
+    if len(later_full):
+        assert np.all(drop[later_full[0] :] == 0.0)  # made good once the array refilled it
+    booked = 0
+    while health.admits(sat, t_s + 1200.0, 600.0) and booked < 1000:  # still in eclipse
+        health.draw(sat, t_s, 600.0)  # batches before it, each drawing the battery down
+        booked += 1
+    assert 0 < booked < 1000

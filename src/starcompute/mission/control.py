@@ -287,6 +287,7 @@ class Mission:
                 and self.admits(o.sat, o.slot.start_s, o.slot.inference_s, SPARE_CHARGE)
             ),
             self.plan.duration_s,
+            load=None if self.health is None else self.health.draw,
         )
 
     def _full_batch_s(self, prompt_tokens: int, output_tokens: int) -> list[float]:

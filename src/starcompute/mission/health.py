@@ -1,5 +1,14 @@
 """Satellite health as admission control sees it: battery energy, temperature and sunlight
-of every satellite on a 60 s grid, from the power model at a background load.
+of every satellite on a 60 s grid, from the power model at a background load, and the
+planned load fed back into the battery.
+
+The planned load (``draw``): every batch a planner books runs the accelerator at full
+power where the background run assumed ``background_load``; the extra energy is taken
+from the battery from the batch's end on, until the background run's battery is full
+again (from then on the array's surplus, curtailed in the background run, has made it
+good). An approximation, stated: the battery is not re-integrated step by step, the
+radiator's temperature is not raised by the batches (admission reads the background
+run's), and a batch in sunlight with the battery full costs nothing.
 
 Admission (every policy): a satellite serves only if its battery can pay for the
 inference above its depth-of-discharge floor (or the Sun pays) and its radiator is at
@@ -33,7 +42,10 @@ class Health:
     sunlit: np.ndarray  # (N, T) fraction of the Sun's disc seen
     step_s: float
     hardware: list[str]
+    background_load: float = 0.1  # the utilisation the power run assumed
     _need_w: list[float] = field(init=False)  # per satellite: accelerator peak + bus
+    _extra_w: list[float] = field(init=False)  # a batch's power above the background run's
+    _next_full: np.ndarray = field(init=False)  # (N, T): first step >= k at full charge
     _floor_wh: list[float] = field(init=False)
     _capacity_wh: list[float] = field(init=False)
     _max_temp_c: list[float] = field(init=False)
@@ -42,10 +54,19 @@ class Health:
     def __post_init__(self) -> None:
         hw = [profile(h) for h in self.hardware]
         self._need_w = [p.power.accelerator_peak_w + p.power.bus_w for p in hw]
+        self._extra_w = [
+            (1.0 - self.background_load) * (p.power.accelerator_peak_w - p.power.accelerator_idle_w)
+            for p in hw
+        ]
         self._floor_wh = [p.battery.floor_wh for p in hw]
         self._capacity_wh = [p.battery.capacity_wh for p in hw]
         self._max_temp_c = [p.thermal.max_temp_c - THERMAL_MARGIN_K for p in hw]
         self._last = int(self.energy_wh.shape[1]) - 1
+        cap = np.array([p.battery.capacity_wh for p in hw])[:, None]
+        full = self.energy_wh >= cap * (1.0 - 1e-6)
+        n_t = full.shape[1]
+        idx = np.where(full, np.arange(n_t)[None, :], n_t)
+        self._next_full = np.minimum.accumulate(idx[:, ::-1], axis=1)[:, ::-1]
 
     @classmethod
     def simulate(
@@ -76,7 +97,19 @@ class Health:
             series("sunlit_fraction"),
             HEALTH_STEP_S,
             list(const.hardware),
+            background_load,
         )
+
+    def draw(self, sat: int, start_s: float, duration_s: float) -> None:
+        """Feed a planned batch into the battery (see the module's note)."""
+        k_end = min(max(int((start_s + duration_s) // self.step_s) + 1, 0), self._last + 1)
+        if k_end > self._last:
+            return
+        k = self._k(start_s)
+        if self.sunlit[sat, k] > 0.5 and self._next_full[sat, k] == k:
+            return  # the array pays: the background run was curtailing its surplus
+        until = int(self._next_full[sat, k_end])
+        self.energy_wh[sat, k_end:until] -= self._extra_w[sat] * duration_s / 3600.0
 
     def _k(self, t_s: float) -> int:
         return min(max(int(t_s // self.step_s), 0), self._last)

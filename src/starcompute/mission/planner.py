@@ -125,6 +125,7 @@ class Core:
     thrifty: Callable[[Option], bool]  # in sunlight with charge to spare
     horizon_s: float
     infinite: bool = False  # no compute limit: every query starts on arrival, takes 0 s
+    load: Callable[[int, float, float], None] | None = None  # a new batch: sat, start, s
 
     def options(
         self,
@@ -200,10 +201,13 @@ class Core:
         return policy.choose(found, req.submitted_s, deadline_s, self.thrifty), len(found)
 
     def book(self, option: Option, req: Request) -> Batch | None:
-        """Take the option: its queue slot (None with infinite compute) and its routes."""
+        """Take the option: its queue slot (None with infinite compute) and its routes; a
+        new batch's energy goes to ``load`` (the planned load feeds admission)."""
         self.routes.book(option, req.query_bytes, req.answer_bytes)
         if self.infinite:
             return None
+        if option.slot.joins is None and self.load is not None:
+            self.load(option.sat, option.slot.start_s, option.slot.inference_s)
         return self.queue_of(option.sat).book(
             option.slot, req.prompt_tokens, req.output_tokens, req.model
         )

@@ -154,6 +154,7 @@ class _Planner:
             self._thrifty,
             self.horizon_s,
             bool(sc["compute"]["infinite"]),
+            None if h is None else h.draw,
         )
         self.full_batch_s = self._full_batch_times()
         self.source, self.fiber_s = self._sources()
