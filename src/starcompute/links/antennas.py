@@ -39,7 +39,8 @@ DEFAULT_HANDOVER_S = 60.0  # slew + re-acquisition between two passes (assumed)
 def allocate(
     passes: GroundContacts, antennas: Sequence[int], handover_s: float = DEFAULT_HANDOVER_S
 ) -> tuple[GroundContacts, IntArray]:
-    """The passes tracked (in AOS order per station) and the antenna of each.
+    """The passes tracked (in AOS order, then station and satellite, as contact plans
+    sort) and the antenna of each.
 
     ``antennas[s]``: how many antennas station s has (0: it tracks nothing)."""
     if handover_s < 0 or not np.isfinite(handover_s):
@@ -48,18 +49,20 @@ def allocate(
         raise InputError(f"antenna counts must be >= 0, got {list(antennas)}")
     kept: list[IntArray] = []
     dish: list[IntArray] = []
+    capacity = passes.capacity_bytes()
     for s in np.unique(passes.station):
         rows = np.flatnonzero(passes.station == s)
         rows = rows[np.argsort(passes.aos_s[rows], kind="stable")]
         k = int(antennas[int(s)]) if int(s) < len(antennas) else 0
         start, end = passes.aos_s[rows], passes.los_s[rows] + handover_s
-        volume = (passes.los_s[rows] - passes.aos_s[rows]) * np.nan_to_num(passes.rate_bps[rows])
-        chosen = best_subset(start, end, np.maximum(volume, 1e-9), k)
+        chosen = best_subset(start, end, np.maximum(capacity[rows], 1e-9), k)
         kept.append(rows[chosen])
         dish.append(colour(start[chosen], end[chosen], k))
     if not kept:
         return passes.select(np.zeros(0, dtype=np.int64)), np.zeros(0, dtype=np.int64)
-    return passes.select(np.concatenate(kept)), np.concatenate(dish)
+    rows, antenna = np.concatenate(kept), np.concatenate(dish)
+    order = np.lexsort((passes.satellite[rows], passes.station[rows], passes.aos_s[rows]))
+    return passes.select(rows[order]), antenna[order]
 
 
 def best_subset(start: FloatArray, end: FloatArray, weight: FloatArray, k: int) -> IntArray:
@@ -165,5 +168,4 @@ def tracked_plan(
         raise InputError(f"no antenna count for station(s) {', '.join(missing)}")
     counts = [by_name[n].antennas for n in plan.stations]
     ground, dish = allocate(plan.ground, counts, handover_s)
-    order = np.lexsort((ground.satellite, ground.station, ground.aos_s))  # as contact_plan sorts
-    return dataclasses.replace(plan, ground=ground.select(order)), dish[order]
+    return dataclasses.replace(plan, ground=ground), dish

@@ -79,6 +79,11 @@ class GroundContacts(_WindowTable):
         z, f = np.zeros(0, dtype=np.int64), np.zeros(0)
         return cls(z, z.copy(), f, f.copy(), f.copy(), f.copy(), f.copy(), f.copy(), f.copy())
 
+    def capacity_bytes(self, *, up: bool = False) -> FloatArray:
+        """What each pass can carry down (or ``up``): rate x duration."""
+        rate = self.up_rate_bps if up else self.rate_bps
+        return np.asarray(np.nan_to_num(rate) * (self.los_s - self.aos_s) / 8.0)
+
 
 @dataclass(slots=True)
 class IslContacts(_WindowTable):

@@ -368,7 +368,8 @@ class Mission:
         names = self.names()
         search: Arrivals = best.up.handle
         up, down, sat = search.route_to(best.sat), best.down.handle, best.sat
-        assert up is not None and isinstance(down, BundleRoute)
+        if up is None or not isinstance(down, BundleRoute):  # the core's ways never are
+            raise StarcomputeError("a planned trip lost its route up or down")
         parts = dict.fromkeys(PARTS, 0.0)
         parts["model_upload"] = best.ready_s - float(search.best_s[sat])
         parts["queue"] = best.slot.start_s - best.ready_s

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from starcompute.errors import InputError
 from starcompute.links.contact_plan import GroundContacts
 from starcompute.mission.planner import Down, Option, Way
 from starcompute.routing.cgr import Arrivals, ContactGraph
@@ -105,14 +106,17 @@ class StepRoutes:
     later_arrival_s: FloatArray = field(init=False)  # (T, N): leaving after step k
     step_s: float = field(init=False)
     n_steps: int = field(init=False)
+    down_pass: npt.NDArray[np.int32] = field(init=False)  # the tables', required here
+    best_pass: npt.NDArray[np.int32] = field(init=False)
 
     def __post_init__(self) -> None:
         tb, p = self.tables, self.passes
         self.step_s, self.n_steps = tb.step_s, tb.n_steps
-        assert tb.down_pass is not None and tb.best_pass is not None, "tables without passes"
-        duration = p.los_s - p.aos_s
-        self.capacity_up = p.up_rate_bps * duration / 8.0
-        self.capacity_down = p.rate_bps * duration / 8.0
+        if tb.down_pass is None or tb.best_pass is None:
+            raise InputError("step routes need tables with their passes (attach_passes)")
+        self.down_pass, self.best_pass = tb.down_pass, tb.best_pass
+        self.capacity_up = p.capacity_bytes(up=True)
+        self.capacity_down = p.capacity_bytes()
         self.room_up = self.capacity_up.tolist()
         self.room_down = self.capacity_down.tolist()
         arrive = np.arange(tb.n_steps)[:, None] * tb.step_s + tb.down_delay_s
@@ -136,14 +140,13 @@ class StepRoutes:
         ``model`` whose uplink pass has room for ``size_bytes`` and that ``usable(sat,
         departure)`` allows; None if there is none in the tables."""
         tb = self.tables
-        assert tb.best_pass is not None
         k, room = int(t_s // tb.step_s), self.room_up
         while 0 <= k < tb.n_steps:
             k = int(tb.next_up_step[k, src, model])
             if k < 0:
                 return None
             depart = max(t_s, k * tb.step_s)
-            cols = (tb.best_sat, tb.best_up_s, tb.best_hops, tb.best_pass)
+            cols = (tb.best_sat, tb.best_up_s, tb.best_hops, self.best_pass)
             sats, ups, hops, pids = (c[k, src, model].tolist() for c in cols)
             ways = [
                 Way(s, depart + u + size_bytes * (self.s_up + (h - 1) * self.s_isl), h, p)
@@ -180,13 +183,12 @@ class StepRoutes:
     def way_down(self, sat: int, leave_s: float, size_bytes: float) -> Down | None:
         """The first way down at or after ``leave_s`` whose pass has room."""
         tb = self.tables
-        assert tb.down_pass is not None
         k = int(leave_s // self.step_s)
         if k >= self.n_steps:
             return None
         k = int(tb.next_down_step[k, sat])
         while k >= 0:
-            pid = int(tb.down_pass[k, sat])
+            pid = int(self.down_pass[k, sat])
             if self.room_down[pid] >= size_bytes:
                 depart = max(leave_s, k * tb.step_s)
                 hops = int(tb.down_hops[k, sat])

@@ -84,7 +84,6 @@ def _allocation_table(world: World, rec: Records) -> Columns:
     p = world.passes
     names = np.array(list(world.const.names), dtype=object)
     stations = np.array([s.name for s in world.stations], dtype=object)
-    duration = p.los_s - p.aos_s
 
     def both(a: np.ndarray) -> np.ndarray:
         return np.concatenate([a, a])
@@ -99,7 +98,7 @@ def _allocation_table(world: World, rec: Records) -> Columns:
         "end_s": both(p.los_s),
         "rate_bps": np.concatenate([p.up_rate_bps, p.rate_bps]),
         "bytes_reserved": np.concatenate([rec.pass_bytes_up, rec.pass_bytes_down]),
-        "capacity_bytes": np.concatenate([p.up_rate_bps, p.rate_bps]) * both(duration) / 8.0,
+        "capacity_bytes": np.concatenate([p.capacity_bytes(up=True), p.capacity_bytes()]),
     }
 
 

@@ -283,7 +283,7 @@ class _Planner:
         out_fn = known_out if self.sat_failures else None
         pick, n_options = self.core.choose(req, ways, self.policy, self.deadline_s, out_fn)
         if self.verifier is not None and at_s is None and i in self.verifier.sample:
-            self._verify(i, req, t_s, fiber, pick, out_fn, [w.sat for w in ways])
+            self._verify(self.verifier, i, req, t_s + fiber, pick, out_fn, [w.sat for w in ways])
         if pick is None:
             out.status[i] = NO_PATH if not n_options else DEADLINE
             return
@@ -305,19 +305,18 @@ class _Planner:
                 heapq.heappush(self.struck, (strike, i))
 
     def _verify(
-        self, i: int, req: Request, t_s: float, fiber: float, pick: Option | None,
+        self, verifier: Verifier, i: int, req: Request, t_in_s: float, pick: Option | None,
         out: Callable[[int, float, float], bool] | None, candidates: list[int],
     ) -> None:  # fmt: skip
-        """Plan query ``i`` again with exact routes to the same candidates, beside the
-        simulator's choice."""
-        assert self.verifier is not None
+        """Plan query ``i`` (at its station at ``t_in_s``) again with exact routes to the
+        same candidates, beside the simulator's choice."""
         n_sat, tb = self.w.tables.n_sat, self.w.tables
         src = int(self.source[int(self.d.region[i])])
         stations = range(tb.n_stations) if src == tb.any_source else [src]
         late = pick is not None and pick.delivered_s - req.submitted_s > self.deadline_s
         ok = None if late else pick
-        self.verifier.check(
-            i, req, frozenset(n_sat + s for s in stations), t_s + fiber,
+        verifier.check(
+            i, req, frozenset(n_sat + s for s in stations), t_in_s,
             candidates, self.policy, self.deadline_s, out, ok,
         )  # fmt: skip
 

@@ -165,9 +165,7 @@ def ground_segment(
     g = scenario["ground"]
     if g["antennas"] == "unlimited":
         return seen, np.full(len(seen), -1, dtype=np.int64)
-    tracked, antenna = allocate(seen, [s.antennas for s in stations], float(g["handover_s"]))
-    order = np.lexsort((tracked.satellite, tracked.station, tracked.aos_s))
-    return tracked.select(order), antenna[order]
+    return allocate(seen, [s.antennas for s in stations], float(g["handover_s"]))
 
 
 def _worth_a_process(n_sat: int, n_steps: int) -> bool:
