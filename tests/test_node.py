@@ -149,7 +149,7 @@ def test_node_runs_verified_jobs_and_counts_forged_and_replayed_ones(
         query = Query("q-1", prompt="one two three four five", max_tokens=5, chunk_tokens=2)
         good = seal_job(ground, query, "echo")
         assert await _send(port, _job_bundle(names, sat, good, 1)) == [None]
-        await _until(lambda: node.store.counters().get("chunks-sent", 0) == 3)
+        await _until(lambda: node.store.counters().get("chunks-sent", 0) == 4)
         assert engine.calls == 1
         forged = seal_job(GroundKeys(Key.generate(1), 50), query, "echo")  # a fresh number
         doc = cbor2.loads(seal_job(ground, query, "echo"))
@@ -171,8 +171,9 @@ def test_node_runs_verified_jobs_and_counts_forged_and_replayed_ones(
     assert out["status"]["rejected_jobs"] == {"auth": 1, "replay": 1, "binding": 1}
     assert out["status"]["rejected_bundles"] == {"framing": 1}
     chunks = [Chunk.from_bytes(s.bundle.payload) for s in out["held"]]
-    assert [c.seq for c in chunks] == [0, 1, 2] and chunks[-1].final
+    assert [c.seq for c in chunks] == [0, 1, 2, 3] and chunks[-1].final  # 1 + 2 + 2 + final
     assert "".join(c.text for c in chunks) == "one two three four five "
+    assert chunks[0].text == "one "  # the first token goes down alone
     assert all(s.bundle.destination == Eid(MISSION_CONTROL, Service.ANSWER) for s in out["held"])
 
 

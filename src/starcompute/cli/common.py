@@ -106,6 +106,31 @@ def add_antennas(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_backend(
+    parser: argparse.ArgumentParser,
+    default: str | None = "transformers",
+    what: str = "inference backend",
+) -> None:
+    from starcompute.compute.backends import BACKENDS
+
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=default,
+        help=f"{what}: transformers (PyTorch, continuous batching) or llamacpp (a GGUF "
+        "file; needs the [llamacpp] extra)",
+    )
+
+
+def add_timing_model(
+    parser: argparse.ArgumentParser,
+    default: str | None = None,
+    what: str = "model card that times inference on the satellites' hardware "
+    "(default: the served model's own card, else qwen3-8b)",
+) -> None:
+    parser.add_argument("--timing-model", default=default, metavar="CARD", help=what)
+
+
 def handover_s(args: argparse.Namespace) -> float | None:
     """The antennas' handover with --antennas, None for every visible pass."""
     return float(args.handover) if args.antennas else None

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from starcompute.cli.common import add_json, print_json
+from starcompute.cli.common import add_backend, add_json, print_json
+from starcompute.compute.backends import load_engine
 from starcompute.compute.engine import GenerationRequest, Message
 
 
@@ -40,24 +41,9 @@ def register(sub: Any) -> None:
     p.add_argument("--system", help="system message")
     p.add_argument("--raw", action="store_true", help="complete the prompt as plain text")
     p.add_argument("--stream", action="store_true", help="print tokens as they come")
-    p.add_argument(
-        "--backend",
-        choices=["transformers", "llamacpp"],
-        default="transformers",
-        help="inference backend (llamacpp needs the [llamacpp] extra)",
-    )
+    add_backend(p)
     add_json(p)
     p.set_defaults(run=run)
-
-
-def _engine(args: argparse.Namespace) -> Any:
-    if args.backend == "llamacpp":
-        from starcompute.compute.llamacpp import LlamaCppEngine
-
-        return LlamaCppEngine(args.model)
-    from starcompute.compute.real import TransformersEngine
-
-    return TransformersEngine(args.model)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,9 +63,8 @@ def run(args: argparse.Namespace) -> int:
         top_p=args.top_p,
         seed=args.seed,
     )
-    engine = _engine(args)
-    if hasattr(engine, "encode"):
-        engine.encode(request)  # context-window check before any output
+    engine = load_engine(args.backend, args.model)
+    engine.count_tokens(request)  # the context-window check, before any output
     stream = args.stream and not args.json
 
     def on_token(_: int, piece: str) -> None:

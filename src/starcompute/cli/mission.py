@@ -10,7 +10,18 @@ from typing import Any
 
 import numpy as np
 
-from starcompute.cli.common import add_antennas, add_json, handover_s, print_json, progress_wanted
+from starcompute.cli.common import (
+    add_antennas,
+    add_backend,
+    add_json,
+    add_timing_model,
+    handover_s,
+    print_json,
+    progress_wanted,
+)
+from starcompute.compute.backends import load_engine
+from starcompute.compute.cards import FALLBACK_CARD, timing_card
+from starcompute.compute.checkpoints import DEFAULT_MODEL
 from starcompute.errors import InputError
 from starcompute.ground.stations import GroundStation, load_stations
 from starcompute.mission.availability import HEADLINE_S, availability
@@ -42,13 +53,6 @@ def _add_mission(p: argparse.ArgumentParser) -> None:
         metavar="PRESET|FILE[,...]",
         help="ground network (default china)",
     )
-    p.add_argument(
-        "--timing-model",
-        default="qwen3-8b",
-        metavar="CARD",
-        help="model card whose predicted in-orbit inference time is used "
-        "(default qwen3-8b on each satellite's hardware profile)",
-    )
     p.add_argument("--policy", default=DEFAULT_POLICY, choices=POLICIES)
     add_antennas(p)
 
@@ -70,6 +74,8 @@ def register(sub: Any) -> None:
     a.add_argument(
         "--model", metavar="PATH", help="checkpoint directory or .gguf (default SmolLM2)"
     )
+    add_backend(a)
+    add_timing_model(a)
     a.add_argument("--max-tokens", type=int, default=64, metavar="N")
     a.add_argument(
         "--holders",
@@ -94,6 +100,8 @@ def register(sub: Any) -> None:
         "model over the Three-Body constellation and China's ground network, "
         "with latency breakdowns and a verdict on the two-minute claim.",
     )
+    add_backend(d)
+    add_timing_model(d)
     add_json(d)
     d.set_defaults(run=run_demo)
 
@@ -109,6 +117,12 @@ def register(sub: Any) -> None:
     v.add_argument("--hours", type=float, default=24.0, metavar="H")
     v.add_argument("--every", type=float, default=300.0, metavar="S", help="query spacing")
     v.add_argument("--from-station", metavar="NAME", help="uplink station (default: any)")
+    add_timing_model(
+        v,
+        default=FALLBACK_CARD,
+        what=f"model card that times inference on the satellites' hardware (default "
+        f"{FALLBACK_CARD})",
+    )
     v.add_argument("--prompt-tokens", type=int, default=40)
     v.add_argument("--output-tokens", type=int, default=128)
     add_json(v)
@@ -141,15 +155,12 @@ def run_ask(args: argparse.Namespace) -> int:
         if args.user_lat is None or args.user_lon is None:
             raise InputError("give both --user-lat and --user-lon")
         station = _nearest_station(stations, args.user_lat, args.user_lon)
-    mission = Mission.build(
-        const, stations, at, 24 * 3600.0, args.timing_model, handover_s=handover_s(args)
-    )
+    card = timing_card(args.timing_model, str(args.model or DEFAULT_MODEL))
+    mission = Mission.build(const, stations, at, 24 * 3600.0, card, handover_s=handover_s(args))
     if args.holders is not None:
         names = [] if args.holders.strip().lower() == "none" else args.holders.split(",")
         mission.holders = frozenset(const.index(n.strip()) for n in names if n.strip())
-    from starcompute.compute.real import TransformersEngine
-
-    engine = TransformersEngine(args.model)
+    engine = load_engine(args.backend, args.model)
     try:
         answer = ask(
             mission, engine, args.prompt, at, station, args.policy, args.deadline, args.max_tokens
@@ -218,14 +229,13 @@ def run_availability(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from starcompute.compute.real import TransformersEngine
-
     t_wall = time.perf_counter()
     const = load_constellation("three-body-12")
     stations = load_stations("china")
     start = parse_utc("2025-11-20T00:00:00Z")
-    engine = TransformersEngine()
-    mission = Mission.build(const, stations, start, 36 * 3600.0)
+    card = timing_card(args.timing_model, DEFAULT_MODEL)
+    engine = load_engine(args.backend)
+    mission = Mission.build(const, stations, start, 36 * 3600.0, card)
     rows = []
     for question, at in DEMO_QUESTIONS:
         a = ask(
@@ -236,7 +246,7 @@ def run_demo(args: argparse.Namespace) -> int:
     for network in ("china", "china,ksat,aws"):
         s = load_stations(network)
         verdicts[network] = availability(
-            lambda h, s=s: Mission.build(const, s, start, h),
+            lambda h, s=s: Mission.build(const, s, start, h, card),
             start,
             24.0,
             900.0,
@@ -256,8 +266,8 @@ def run_demo(args: argparse.Namespace) -> int:
         return 0
     print(
         "Three-Body constellation (12 satellites), China's ground network; answers by "
-        f"{engine.name} (real); in-orbit inference time predicted for qwen3-8b int8 on "
-        "three-body-sat"
+        f"{engine.name} (real); in-orbit inference time predicted for {card} int8 on "
+        "three-body-sat (--timing-model)"
     )
     for a in rows:
         t = a.trace.timings_s

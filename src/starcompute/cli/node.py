@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from starcompute.cli.common import add_json, print_json
+from starcompute.cli.common import add_backend, add_json, add_timing_model, print_json
 
 
 def register(sub: Any) -> None:
@@ -29,6 +29,8 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--pace", choices=("hardware", "host"), help="override node.toml's pace")
     p.add_argument("--telemetry-s", type=float, metavar="S", help="housekeeping period, orbit s")
+    add_backend(p, default=None, what="override node.toml's backend")
+    add_timing_model(p, default=None, what="override node.toml's timing card")
     p.add_argument(
         "--status", action="store_true", help="print what the data directory says and exit"
     )
@@ -41,7 +43,13 @@ def run_node(args: argparse.Namespace) -> int:
         return _status(args)
     from starcompute.node.process import run_nodes
 
-    return run_nodes(args.data, pace=args.pace, telemetry_s=args.telemetry_s)
+    return run_nodes(
+        args.data,
+        pace=args.pace,
+        telemetry_s=args.telemetry_s,
+        backend=args.backend,
+        timing_card=args.timing_model,
+    )
 
 
 def _status(args: argparse.Namespace) -> int:

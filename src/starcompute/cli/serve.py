@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from starcompute.cli.common import add_backend, add_timing_model
+from starcompute.compute.engine import BATCHING
 from starcompute.errors import InputError
 from starcompute.times import parse_utc
 
@@ -37,7 +39,23 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--api-key-file", type=Path, metavar="FILE", help="one key (or id:key) a line")
     p.add_argument("--queue", type=int, default=64, metavar="N", help="requests in flight (64)")
-    p.add_argument("--max-batch", type=int, default=16, metavar="N", help="engine batch (16)")
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=64,
+        metavar="N",
+        help="requests the engine runs at once (64; continuous batching: each joins at the "
+        "next decode step)",
+    )
+    p.add_argument(
+        "--batching",
+        choices=BATCHING,
+        default="continuous",
+        help="continuous (a request joins the running batch at the next decode step; the "
+        "default) or static (a batch runs to its longest member)",
+    )
+    add_backend(p)
+    add_timing_model(p)
     p.add_argument("--max-tokens", type=int, default=128, metavar="N", help="default max tokens")
     p.add_argument(
         "--max-tokens-limit", type=int, default=1024, metavar="N", help="largest max_tokens"
@@ -133,9 +151,9 @@ def run_serve(args: argparse.Namespace) -> int:
     const, stations, start, horizon = _world(args)
     import uvicorn
 
-    from starcompute.compute.batcher import off_main_thread
-    from starcompute.compute.checkpoints import cache_dir
-    from starcompute.compute.real import TransformersEngine
+    from starcompute.compute.backends import load_engine
+    from starcompute.compute.cards import timing_card
+    from starcompute.compute.checkpoints import DEFAULT_MODEL, cache_dir
     from starcompute.gateway.app import SHUTDOWN_GRACE_S, create_app
     from starcompute.links.czml import czml_document
     from starcompute.mission.control import Mission
@@ -149,13 +167,14 @@ def run_serve(args: argparse.Namespace) -> int:
         f"planning {const.name} with {len(stations)} stations over {args.hours:g} h ...",
         file=sys.stderr,
     )
-    mission = Mission.build(const, stations, start, horizon)
-    loaded = off_main_thread(lambda: TransformersEngine(args.model, max_batch=args.max_batch))
-    engine: Any = loaded
+    card = timing_card(args.timing_model, str(args.model or DEFAULT_MODEL))
+    mission = Mission.build(const, stations, start, horizon, card)
+    options = {"max_batch": args.max_batch} if args.backend == "transformers" else {}
+    engine: Any = load_engine(args.backend, args.model, **options)
     if args.seu_protect or args.seu_acceleration > 0:
-        from starcompute.security.seu import ProtectedEngine, WeightGuard
+        from starcompute.security.seu import ProtectedEngine
 
-        engine = ProtectedEngine(loaded, WeightGuard(loaded.model))
+        engine = ProtectedEngine.of(engine)
     clock = OrbitClock(start, args.time_scale, wait=not args.no_wait)
     model_id = args.model_id or Path(engine.name).stem
     segment = twin_segment(
@@ -165,8 +184,9 @@ def run_serve(args: argparse.Namespace) -> int:
         RequestLog(log_path),
         args.queue,
         max_batch=args.max_batch,
-        replan=lambda t: Mission.build(const, stations, t, horizon),
+        replan=lambda t: Mission.build(const, stations, t, horizon, card),
         model=model_id,
+        continuous=args.batching == "continuous",
     )
     _radiation(args, engine, segment, clock)
     app = create_app(

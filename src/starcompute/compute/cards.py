@@ -112,3 +112,23 @@ def load_card(name: str) -> ModelCard:
     if unknown:
         raise InputError(f"model card {name}: unknown key(s) {unknown}")
     return ModelCard(**doc)
+
+
+FALLBACK_CARD = "qwen3-8b"  # the timing card when the served model has none of its own
+
+
+def card_for_model(model: str) -> str | None:
+    """The card of a served model by its name or path (``SmolLM2-135M-Instruct`` ->
+    ``smollm2-135m``): the longest card name found in it, None when no card matches."""
+    name = model.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    found = [c for c in model_cards() if c in name]
+    return max(found, key=len) if found else None
+
+
+def timing_card(asked: str | None, served_model: str) -> str:
+    """The card timing inference: ``asked`` (checked), else the served model's own card,
+    else :data:`FALLBACK_CARD`."""
+    if asked is not None:
+        load_card(asked)  # InputError naming the cards there are
+        return asked
+    return card_for_model(served_model) or FALLBACK_CARD

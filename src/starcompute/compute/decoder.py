@@ -99,15 +99,38 @@ class Attention(nn.Module):
         q, k = _rotate(q.transpose(1, 2), rope), _rotate(k.transpose(1, 2), rope)
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        group = self.heads // self.kv_heads
+        return self._attend(q, k, v, mask), (k, v)
+
+    def forward_rows(
+        self, x: torch.Tensor, rope: Rope, mask: torch.Tensor, cache: SlotCache, layer: int,
+        rows: slice | torch.Tensor, positions: torch.Tensor,
+    ) -> torch.Tensor:  # fmt: skip
+        """Attention of ``x`` [batch, new] whose keys and values go into ``cache`` rows
+        ``rows`` at ``positions`` [batch, new]; it attends to that row's keys up to
+        ``mask``'s width."""
+        b, s, _ = x.shape
+        q = self.q_proj(x).view(b, s, self.heads, self.head_dim)
+        k = self.k_proj(x).view(b, s, self.kv_heads, self.head_dim)
+        v = self.v_proj(x).view(b, s, self.kv_heads, self.head_dim)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = _rotate(q.transpose(1, 2), rope)
+        k = _rotate(k.transpose(1, 2), rope).transpose(1, 2)  # [batch, new, kv heads, dim]
+        keys, values = cache.k[layer], cache.v[layer]
+        row = cache.row_index(rows, b)[:, None].expand(b, s)
+        keys[row, :, positions] = k
+        values[row, :, positions] = v
+        width = mask.shape[-1]
+        return self._attend(q, keys[rows, :, :width], values[rows, :, :width], mask)
+
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        b, _, s, _ = q.shape
         out = functional.scaled_dot_product_attention(
-            q,
-            k.repeat_interleave(group, dim=1),
-            v.repeat_interleave(group, dim=1),
-            attn_mask=mask,
-            scale=self.head_dim**-0.5,
+            q, k, v, attn_mask=mask, scale=self.head_dim**-0.5, enable_gqa=True
         )
-        return self.o_proj(out.transpose(1, 2).reshape(b, s, -1)), (k, v)
+        return self.o_proj(out.transpose(1, 2).reshape(b, s, -1))  # type: ignore[no-any-return]
 
 
 class MLP(nn.Module):
@@ -136,6 +159,15 @@ class Layer(nn.Module):
         attended, kv = self.self_attn(self.input_layernorm(x), rope, mask, past)
         x = x + attended
         return x + self.mlp(self.post_attention_layernorm(x)), kv
+
+    def forward_rows(
+        self, x: torch.Tensor, rope: Rope, mask: torch.Tensor, cache: SlotCache, layer: int,
+        rows: slice | torch.Tensor, positions: torch.Tensor,
+    ) -> torch.Tensor:  # fmt: skip
+        x = x + self.self_attn.forward_rows(
+            self.input_layernorm(x), rope, mask, cache, layer, rows, positions
+        )
+        return x + self.mlp(self.post_attention_layernorm(x))  # type: ignore[no-any-return]
 
 
 class Body(nn.Module):
@@ -215,10 +247,110 @@ class Decoder(nn.Module):
         last = self.model.norm(x[:, -1:, :])
         return Output(self.lm_head(last), cache)
 
+    def forward_rows(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        cache: SlotCache,
+        rows: slice | torch.Tensor,
+        last: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One pass over ``input_ids`` [batch, new] of the sequences in ``cache`` rows
+        ``rows`` (a slice: a view, no copy; an index tensor: those rows), each token at
+        its absolute position (``positions`` [batch, new]; the row's earlier positions
+        must be in the cache already). Returns the logits [batch, vocab] of each row's
+        token at index ``last`` [batch] (default: the last column). Positions past a row's
+        real tokens (padding) may be written: they are overwritten before they are read."""
+        x = self.model.embed_tokens(input_ids)
+        rope = self._rope(positions, x.dtype)
+        width = int(positions.max()) + 1
+        mask = (torch.arange(width)[None, None, :] <= positions[:, :, None])[:, None]
+        layers: list[Layer] = list(self.model.layers)  # type: ignore[arg-type]
+        for i, layer in enumerate(layers):
+            x = layer.forward_rows(x, rope, mask, cache, i, rows, positions)
+        at = torch.full((x.shape[0],), x.shape[1] - 1) if last is None else last
+        hidden = self.model.norm(x[torch.arange(x.shape[0]), at][:, None, :])
+        return self.lm_head(hidden)[:, 0, :]  # type: ignore[no-any-return]
+
     def _rope(self, positions: torch.Tensor, dtype: torch.dtype) -> Rope:
         freqs = positions[:, :, None].float() * self.inv_freq[None, None, :]
         angles = torch.cat([freqs, freqs], dim=-1)
         return angles.cos().to(dtype)[:, None], angles.sin().to(dtype)[:, None]
+
+
+class SlotCache:
+    """Keys and values of sequences, one row each, rows reused as sequences come and go
+    (continuous batching). Rows and positions per row grow on demand (``reserve``, by
+    doubling), so memory follows the largest burst, not the context window."""
+
+    def __init__(self, decoder: Decoder, rows: int = 1, capacity: int = 128) -> None:
+        c = decoder.shape
+        self.layers: int = c.layers
+        self.heads: int = c.kv_heads
+        self.head_dim: int = c.head_dim
+        self.dtype = decoder.lm_head.weight.dtype
+        self.k: list[torch.Tensor] = []
+        self.v: list[torch.Tensor] = []
+        self.rows = self.capacity = 0
+        self.reserve(rows, capacity)
+
+    @property
+    def bytes_per_position(self) -> int:
+        """Bytes one position of one row takes (keys and values of every layer)."""
+        bits = int(torch.finfo(self.dtype).bits)
+        return 2 * self.layers * self.heads * self.head_dim * bits // 8
+
+    @property
+    def nbytes(self) -> int:
+        return self.rows * self.capacity * self.bytes_per_position
+
+    def reserve(self, rows: int, positions: int) -> None:
+        """Room for ``rows`` rows of ``positions`` each (doubling, keeping what is held)."""
+        if rows <= self.rows and positions <= self.capacity:
+            return
+        new_rows = self.rows if rows <= self.rows else max(rows, 2 * self.rows)
+        new_cap = self.capacity if positions <= self.capacity else max(positions, 2 * self.capacity)
+        shape = (new_rows, self.heads, new_cap, self.head_dim)
+        for store in (self.k, self.v):
+            for i in range(self.layers):
+                fresh = torch.zeros(shape, dtype=self.dtype)
+                if i < len(store):
+                    fresh[: self.rows, :, : self.capacity] = store[i]
+                    store[i] = fresh
+                else:
+                    store.append(fresh)
+        self.rows, self.capacity = new_rows, new_cap
+
+    def copy_row(self, src: int, dst: int, positions: int) -> None:
+        """Row ``dst`` holds row ``src``'s first ``positions``."""
+        for store in (self.k, self.v):
+            for t in store:
+                t[dst, :, :positions] = t[src, :, :positions]
+
+    def swap_rows(self, a: int, b: int, positions: int) -> None:
+        for store in (self.k, self.v):
+            for t in store:
+                held = t[a, :, :positions].clone()
+                t[a, :, :positions] = t[b, :, :positions]
+                t[b, :, :positions] = held
+
+    def load_prefix(
+        self, rows: list[int], keys: list[torch.Tensor], values: list[torch.Tensor]
+    ) -> None:
+        """``rows`` start with a cached prefix (per layer [kv heads, n, dim])."""
+        n, index = keys[0].shape[1], torch.tensor(rows)
+        for store, held in ((self.k, keys), (self.v, values)):
+            for t, kv in zip(store, held, strict=True):
+                t[index, :, :n] = kv
+
+    def read_prefix(self, row: int, n: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        return [t[row, :, :n].clone() for t in self.k], [t[row, :, :n].clone() for t in self.v]
+
+    @staticmethod
+    def row_index(rows: slice | torch.Tensor, batch: int) -> torch.Tensor:
+        if isinstance(rows, slice):
+            return torch.arange(rows.start or 0, (rows.start or 0) + batch)
+        return rows
 
 
 def _rotate(x: torch.Tensor, rope: Rope) -> torch.Tensor:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from starcompute.errors import InputError
 
+BATCHING = ("continuous", "static")  # how concurrent requests share an engine
 TokenCallback = Callable[[int, str], None]  # (request index, text piece)
 """Called once per decode step of each running request (the piece may be empty while
 text is held back), so the calls count a request's steps; the last call flushes."""
@@ -77,15 +79,90 @@ class Completion:
         return (self.completion_tokens - 1) / decode_s if decode_s > 0 else float("nan")
 
 
-class Engine(Protocol):
-    """Anything that answers batches of requests."""
+class Scheduler(Protocol):
+    """Serves requests from many callers on one engine (``Engine.scheduler``)."""
 
-    name: str
-    context_window: int
+    def submit(
+        self, request: GenerationRequest, on_piece: Callable[[str], None] | None = None
+    ) -> Future[Completion]:
+        """Queue ``request``; its text pieces go to ``on_piece`` as they come."""
+        ...
+
+    @property
+    def waiting(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class Engine(Protocol):
+    """Anything that answers requests: what every caller may use."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def context_window(self) -> int: ...
+
+    @property
+    def load_s(self) -> float:
+        """Seconds it took to load."""
+        ...
 
     def generate(
         self, requests: Sequence[GenerationRequest], on_token: TokenCallback | None = None
-    ) -> list[Completion]: ...
+    ) -> list[Completion]:
+        """Answer ``requests`` (in static batches); InputError for a request it refuses."""
+        ...
+
+    def count_tokens(self, request: GenerationRequest) -> int:
+        """The request's prompt tokens (InputError if it does not fit the context window)."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """What it counts (e.g. upsets corrected): empty if nothing."""
+        ...
+
+    def weights(self) -> Any | None:
+        """The torch module holding its weights (to guard them), None if not exposed."""
+        ...
+
+    def scheduler(
+        self, max_batch: int, coming: Callable[[], int] | None = None, continuous: bool = True
+    ) -> Scheduler:
+        """How concurrent callers share it: continuous batching where the engine can (and
+        ``continuous``), else static batches (``coming``: requests on their way, worth
+        waiting for)."""
+        ...
+
+
+class EngineBase:
+    """The defaults of :class:`Engine` for a new backend: tokens estimated from words,
+    no stats, no weights exposed, static batching."""
+
+    name: str = "engine"
+    context_window: int = 2048
+    load_s: float = 0.0
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], on_token: TokenCallback | None = None
+    ) -> list[Completion]:
+        raise NotImplementedError
+
+    def count_tokens(self, request: GenerationRequest) -> int:
+        return prompt_token_count(request)
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+    def weights(self) -> Any | None:
+        return None
+
+    def scheduler(
+        self, max_batch: int, coming: Callable[[], int] | None = None, continuous: bool = True
+    ) -> Scheduler:
+        from starcompute.compute.batcher import Batcher
+
+        return Batcher(self, max_batch, coming=coming)
 
 
 WORD_TOKENS = 1.3  # tokens per whitespace-separated word of English (BPE vocabularies)

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from starcompute.compute.checkpoints import DEFAULT_MODEL, default_gguf
-from starcompute.compute.engine import Completion, GenerationRequest, TokenCallback
+from starcompute.compute.engine import Completion, EngineBase, GenerationRequest, TokenCallback
 from starcompute.errors import InputError
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(EngineBase):
     """An :class:`~starcompute.compute.engine.Engine` on llama.cpp (one request at a time)."""
 
     def __init__(
@@ -43,6 +43,11 @@ class LlamaCppEngine:
         self.load_s = time.perf_counter() - t0
         self.name = f"llamacpp:{path.name}"
         self.context_window = context_window
+
+    def count_tokens(self, request: GenerationRequest) -> int:
+        if request.prompt is not None:
+            return len(self.llm.tokenize(request.prompt.encode()))
+        return super().count_tokens(request)  # the chat template is llama.cpp's: estimated
 
     def generate(
         self, requests: Sequence[GenerationRequest], on_token: TokenCallback | None = None

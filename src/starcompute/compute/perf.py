@@ -23,6 +23,7 @@ import numpy as np
 from starcompute.compute.cards import ModelCard, bytes_per_param
 from starcompute.compute.engine import (
     Completion,
+    EngineBase,
     GenerationRequest,
     TokenCallback,
     prompt_token_count,
@@ -196,7 +197,7 @@ class PerformanceModel:
         return np.asarray((dense + c.layers * experts_hit) * per_param)
 
 
-class SimulatedEngine:
+class SimulatedEngine(EngineBase):
     """An Engine whose completions carry predicted times, token counts and no text: it
     stands in for a model on hardware we do not have (a satellite in a simulation)."""
 

@@ -17,12 +17,20 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from starcompute.compute.checkpoints import DEFAULT_MODEL, check_hf_dir, offline, resolve
-from starcompute.compute.engine import Completion, GenerationRequest, TokenCallback
+from starcompute.compute.engine import (
+    Completion,
+    EngineBase,
+    GenerationRequest,
+    Message,
+    Scheduler,
+    TokenCallback,
+)
+from starcompute.compute.streams import PieceFn, Stream, sample
 from starcompute.compute.tokenizer import ChatTokenizer
 from starcompute.errors import InputError
 
@@ -30,7 +38,7 @@ DECODERS = ("auto", "native", "transformers")  # which implementation runs the n
 CHATML_FALLBACK = "<|im_start|>{role}\n{content}<|im_end|>\n"
 
 
-class TransformersEngine:
+class TransformersEngine(EngineBase):
     """An :class:`~starcompute.compute.engine.Engine` running a real model."""
 
     def __init__(
@@ -70,6 +78,39 @@ class TransformersEngine:
     def encode(self, request: GenerationRequest) -> list[int]:
         """Token ids of a request's prompt (chat template for messages)."""
         return prompt_ids(self.tokenizer, request, self.context_window)
+
+    def count_tokens(self, request: GenerationRequest) -> int:
+        return len(self.encode(request))
+
+    def weights(self) -> Any:
+        return self.model
+
+    def scheduler(
+        self, max_batch: int, coming: Callable[[], int] | None = None, continuous: bool = True
+    ) -> Scheduler:
+        """Continuous batching on the native decoder; static batches when not
+        ``continuous`` or on ``transformers``' model classes (no row cache there)."""
+        from starcompute.compute.decoder import Decoder
+
+        if continuous and isinstance(self.model, Decoder):
+            from starcompute.compute.continuous import ContinuousBatcher
+
+            return ContinuousBatcher(self, max_batch)
+        return super().scheduler(max_batch, coming, continuous)
+
+    def template_prefix(self) -> list[int]:
+        """The tokens every chat prompt starts with (e.g. the chat template's default
+        system prompt): the common start of two conversations that differ in their user
+        message; empty without a chat template."""
+        if not self.tokenizer.chat_template:
+            return []
+        a, b = (
+            self.encode(GenerationRequest(messages=(Message("user", text),))) for text in ("a", "b")
+        )
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        return a[:n]
 
     # --------------------------------------------------------------- generation
     def generate(
@@ -185,27 +226,26 @@ class _Batch:
         index: list[int],
         on_token: TokenCallback | None,
     ) -> None:
-        self.e, self.requests, self.prompts = engine, requests, prompts
-        self.index, self.on_token = index, on_token
-        self.generated: list[list[int]] = [[] for _ in requests]
-        self.texts = [""] * len(requests)
-        self.sent = [0] * len(requests)  # characters already streamed
-        self.done = [False] * len(requests)
-        self.reason = ["length"] * len(requests)
-        self.finish_s = [0.0] * len(requests)
+        self.e, self.prompts = engine, prompts
+        t0 = time.perf_counter()
+        self.streams = [
+            Stream(r, p, engine.tokenizer, engine.eos_ids, _emitter(on_token, i), t0)
+            for r, p, i in zip(requests, prompts, index, strict=True)
+        ]
 
     def run(self) -> list[Completion]:
         import torch
 
-        e, n = self.e, len(self.requests)
+        e, n = self.e, len(self.streams)
         width = max(len(p) for p in self.prompts)
         ids = torch.full((n, width), e.pad_id, dtype=torch.long)
         mask = torch.zeros((n, width), dtype=torch.long)
         for i, p in enumerate(self.prompts):
             ids[i, width - len(p) :] = torch.tensor(p)
             mask[i, width - len(p) :] = 1
-        gens = [_generator(r.seed) for r in self.requests]
         t0 = time.perf_counter()
+        for s in self.streams:
+            s.started_s = t0  # one batch: one start, one time to first token
         with torch.inference_mode():
             pos = (mask.cumsum(-1) - 1).clamp(min=0)
             res = e.model(
@@ -215,13 +255,13 @@ class _Batch:
                 use_cache=True,
             )
             cache, logits = _cache_of(res), res.logits[:, -1, :].float()
-            ttft = 0.0
-            for step in range(max(r.max_tokens for r in self.requests)):
-                nxt = self._sample(logits, gens)
-                if step == 0:
-                    ttft = time.perf_counter() - t0
-                self._accept(nxt, time.perf_counter() - t0)
-                if all(self.done):
+            for _ in range(max(s.request.max_tokens for s in self.streams)):
+                nxt = sample(logits, self.streams, e.pad_id)
+                now = time.perf_counter()
+                for s, t in zip(self.streams, nxt, strict=True):
+                    if not s.done:
+                        s.accept(t, now)
+                if all(s.done for s in self.streams):
                     break
                 mask = torch.cat([mask, torch.ones((n, 1), dtype=torch.long)], dim=1)
                 pos = pos[:, -1:] + 1
@@ -233,112 +273,18 @@ class _Batch:
                     **{e.cache_kw: cache},
                 )
                 cache, logits = _cache_of(res), res.logits[:, -1, :].float()
-        return [
-            Completion(
-                self.texts[i],
-                len(self.prompts[i]),
-                len(self.generated[i]),
-                self.reason[i],
-                ttft,
-                self.finish_s[i] or ttft,
-                self.generated[i],
-            )
-            for i in range(n)
-        ]
-
-    def _sample(self, logits: Any, gens: list[Any]) -> list[int]:
-        import torch
-
-        out = torch.argmax(logits, dim=-1).tolist()  # greedy rows in one call
-        for i, r in enumerate(self.requests):
-            if self.done[i]:
-                out[i] = self.e.pad_id
-            elif r.temperature > 0.0:
-                probs = torch.softmax(logits[i] / r.temperature, dim=-1)
-                if r.top_p < 1.0:
-                    sorted_p, order = torch.sort(probs, descending=True)
-                    keep = torch.cumsum(sorted_p, 0) - sorted_p < r.top_p
-                    probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
-                out[i] = int(torch.multinomial(probs, 1, generator=gens[i]))
-        return [int(t) for t in out]
-
-    def _accept(self, tokens: list[int], now_s: float) -> None:
-        """Take one decode step's tokens; ``on_token`` hears once per request still
-        running (its piece may be empty while text is held back), so its calls count
-        the request's decode steps."""
-        tok = self.e.tokenizer
-        for i, t in enumerate(tokens):
-            if self.done[i]:
-                continue
-            r = self.requests[i]
-            if r.cancelled is not None and r.cancelled():  # nobody is waiting for it
-                self._finish(i, "cancelled", now_s)
-                continue
-            if t in self.e.eos_ids and not r.ignore_eos:
-                self._finish(i, "stop", now_s)
-                continue
-            self.generated[i].append(t)
-            if not (r.stop or self.on_token is not None):  # text only needed at the end
-                if len(self.generated[i]) >= r.max_tokens:
-                    self._finish(i, "length", now_s)
-                continue
-            text = tok.decode(self.generated[i])
-            cut = _stop_at(text, r.stop)
-            self.texts[i] = text[:cut] if cut is not None else text
-            if cut is not None:
-                self._finish(i, "stop", now_s)
-            elif len(self.generated[i]) >= r.max_tokens:
-                self._finish(i, "length", now_s)
-            else:
-                self._emit(i, self.texts[i], final=False)
-
-    def _emit(self, i: int, text: str, final: bool) -> None:
-        """Stream what is safe to show: hold back a tail that may still become a stop
-        string, and a partly decoded character (U+FFFD), until the request finishes."""
-        self.texts[i] = text
-        end = len(text) if final else _safe_end(text, self.requests[i].stop)
-        piece = text[self.sent[i] : end]
-        if self.on_token is not None:
-            self.on_token(self.index[i], piece)
-        self.sent[i] = max(self.sent[i], end)
-
-    def _finish(self, i: int, reason: str, now_s: float) -> None:
-        self.done[i], self.reason[i], self.finish_s[i] = True, reason, now_s
-        r = self.requests[i]
-        if r.stop or self.on_token is not None:
-            self._emit(i, self.texts[i], final=True)
-        else:
-            self.texts[i] = self.e.tokenizer.decode(self.generated[i])
+        return [s.completion() for s in self.streams]
 
 
-def _safe_end(text: str, stops: tuple[str, ...]) -> int:
-    end = len(text)
-    while end > 0 and text[end - 1] == "\ufffd":
-        end -= 1
-    for s in stops:
-        for k in range(min(len(s) - 1, end), 0, -1):
-            if text[end - k : end] == s[:k]:
-                end -= k
-                break
-    return end
+def _emitter(on_token: TokenCallback | None, index: int) -> PieceFn | None:
+    if on_token is None:
+        return None
+    return lambda piece: on_token(index, piece)
 
 
 def _cache_of(result: Any) -> Any:
     cache = getattr(result, "cache", None)
     return cache if cache is not None else result.past_key_values
-
-
-def _stop_at(text: str, stops: tuple[str, ...]) -> int | None:
-    hits = [text.find(s) for s in stops if s and s in text]
-    return min(hits) if hits else None
-
-
-def _generator(seed: int | None) -> Any:
-    import torch
-
-    g = torch.Generator()
-    g.manual_seed(seed if seed is not None else int(time.time_ns() % 2**31))
-    return g
 
 
 def _load_dir(directory: Path, device: str, decoder: str) -> tuple[Any, ChatTokenizer]:

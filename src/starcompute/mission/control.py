@@ -91,6 +91,7 @@ class Trace:
     legs: list[Leg] = field(default_factory=list)  # every hop, up and down
     replans: int = 0  # times a failure made mission control plan it again
     observed: dict[str, Any] | None = None  # what happened: chunk times, pace, link
+    timing_card: str = ""  # the model card whose predicted time is the inference's
 
     @property
     def total_s(self) -> float:
@@ -104,6 +105,7 @@ class Trace:
             "path_up": self.path_up,
             "path_down": self.path_down,
             "policy": self.policy,
+            "timing_card": self.timing_card,
             "timings_s": {
                 **{k: round(v, 6) for k, v in self.timings_s.items()},
                 "total": round(self.total_s, 6),
@@ -399,6 +401,7 @@ class Mission:
             path_down=[names[n] for n in down.nodes()],
             timings_s=parts,
             policy=policy,
+            timing_card=self.timing_card,
             uplink_at=from_offsets(self.plan.start, [up.hops[0].depart_s])[0],
             inference_start=from_offsets(self.plan.start, [best.slot.start_s])[0],
             legs=[

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from starcompute.compute.engine import Engine, GenerationRequest, Message, prompt_token_count
+from starcompute.compute.engine import Engine, GenerationRequest, Message
 from starcompute.dtn.bundle import dtn_ms
 from starcompute.errors import InputError
 from starcompute.mission.control import Mission, Trace
@@ -71,8 +71,7 @@ def ask(
     request = GenerationRequest(messages=(Message("user", prompt),), max_tokens=max_tokens)
     query = Query.of(f"ask-{next(_ids)}", request, DEFAULT_CHUNK_TOKENS)
     up = job_bytes(query, engine.name)
-    encode = getattr(engine, "encode", None)
-    prompt_tokens = prompt_token_count(request, (lambda r: len(encode(r))) if encode else None)
+    prompt_tokens = engine.count_tokens(request)
     # nothing half-done: the deadline with the largest answer, before anything runs
     probe = mission.submit(
         station,

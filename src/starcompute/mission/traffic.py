@@ -7,9 +7,10 @@ for every planner (the live ground segment, ``ask``, ``availability``, the simul
   the simulator), as that sealed job's framing plus ``text_bytes_per_token`` bytes of
   text per prompt token (:func:`query_bytes_for`).
 * An **answer** is booked before it exists, at the upper bound of its text (8 bytes of
-  UTF-8 per token of ``max_tokens``) plus one chunk's framing per chunk, the final chunk
-  included (:func:`answer_bytes`); each chunk that comes down is its text plus that
-  framing (:func:`chunk_bytes`).
+  UTF-8 per token of ``max_tokens``) plus one chunk's framing per chunk: the first token
+  alone, then ``chunk_tokens`` a chunk, then the final chunk (``node.pace.ChunkBuilder``;
+  :func:`answer_bytes`); each chunk that comes down is its text plus that framing
+  (:func:`chunk_bytes`).
 * **Prompt tokens**: the engine's tokenizer where there is one, else the estimate of
   ``compute.engine.prompt_token_count``.
 """
@@ -63,7 +64,7 @@ def answer_bytes_for(
 ) -> FloatArray:
     """:func:`answer_bytes` for many answers at once."""
     tokens = np.asarray(max_tokens, dtype=np.float64)
-    chunks = np.ceil(tokens / chunk_tokens) + 1
+    chunks = np.ceil(np.maximum(tokens - 1, 0) / chunk_tokens) + 2  # first token, ..., final
     out: FloatArray = ANSWER_BYTES_PER_TOKEN * tokens + chunks * CHUNK_OVERHEAD_BYTES
     return out
 

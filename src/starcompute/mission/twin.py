@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from starcompute.compute.batcher import Batcher
 from starcompute.compute.cards import load_card
-from starcompute.compute.engine import Engine, prompt_token_count
+from starcompute.compute.engine import Engine
 from starcompute.compute.perf import ComputeTarget, PerformanceModel
 from starcompute.dtn.bundle import dtn_ms, from_dtn_ms
 from starcompute.errors import StarcomputeError
@@ -97,10 +96,11 @@ class TwinLink:
         mission: Callable[[], Mission],
         commands: CommandLink,
         max_batch: int = 16,
+        continuous: bool = True,
     ) -> None:
         self.engine, self.clock, self.mission, self.commands = engine, clock, mission, commands
-        self._coming = 0  # jobs on their way to the engine (the batcher waits for them)
-        self.batcher = Batcher(engine, max_batch, coming=lambda: self._coming)
+        self._coming = 0  # jobs on their way to the engine (a static batcher waits for them)
+        self.batcher = engine.scheduler(max_batch, lambda: self._coming, continuous)
         self._box: _Mailbox | None = None
         self.planner: Executor | None = None  # mission control's thread (searches run there)
 
@@ -109,9 +109,9 @@ class TwinLink:
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"link": self.name, "telecommands": self.commands.stats()}
-        stats = getattr(self.engine, "stats", None)
-        if stats is not None:
-            out["radiation"] = stats()
+        stats = self.engine.stats()
+        if stats:
+            out["radiation"] = stats
         return out
 
     async def serve(
@@ -178,8 +178,7 @@ class TwinLink:
         m = self.mission()
         up = [g for g in trace.legs if g.dst == trace.serving_satellite]
         received = up[0].arrive if up else trace.submitted
-        encode = getattr(self.engine, "encode", None)
-        prompt_tokens = prompt_token_count(request, (lambda r: len(encode(r))) if encode else None)
+        prompt_tokens = self.engine.count_tokens(request)
         start = trace.inference_start if trace.inference_start is not None else received
         pace = pace_of(m, trace.serving_satellite)
         return ChunkBuilder(
@@ -214,13 +213,14 @@ def twin_segment(
     max_batch: int = 16,
     replan: Callable[[np.datetime64], Mission] | None = None,
     model: str | None = None,
+    continuous: bool = True,
     **options: Any,
 ) -> GroundSegment:
-    """The ground segment over the in-process twin, with ``engine`` for every satellite."""
+    """The ground segment over the in-process twin, with ``engine`` for every satellite
+    (continuous batching where it can, unless not ``continuous``)."""
     holder: list[GroundSegment] = []
     commands = CommandLink(frozenset(mission.const.names))
-    link = TwinLink(engine, clock, lambda: holder[0].mission, commands, max_batch)
-    encode = getattr(engine, "encode", None)
+    link = TwinLink(engine, clock, lambda: holder[0].mission, commands, max_batch, continuous)
     segment = GroundSegment(
         mission,
         link,
@@ -229,7 +229,7 @@ def twin_segment(
         max_queue,
         replan=replan,
         model=model or engine.name,
-        tokens=(lambda r: len(encode(r))) if encode is not None else None,
+        tokens=engine.count_tokens,
         **options,
     )
     holder.append(segment)

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from starcompute.compute.backends import BACKENDS
+from starcompute.compute.cards import load_card
 from starcompute.errors import InputError
 from starcompute.node.pace import PACES
 from starcompute.times import OrbitClock, format_utc, parse_utc
@@ -53,6 +55,7 @@ class NodeConfig:
     role: str = "inference"
     timing_card: str = "qwen3-8b"
     quant: str = "int8"
+    backend: str = "transformers"  # compute.backends: transformers | llamacpp (a .gguf in model/)
     pace: str = "hardware"
     telemetry_s: float = 300.0  # orbit seconds between housekeeping bundles
     max_batch: int = 8
@@ -67,6 +70,9 @@ class NodeConfig:
         parse_utc(self.start)
         if self.role not in ROLES:
             raise InputError(f"role must be one of {', '.join(ROLES)}, got {self.role!r}")
+        if self.backend not in BACKENDS:
+            raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        load_card(self.timing_card)  # InputError naming the cards there are
         if self.pace not in PACES:
             raise InputError(f"pace must be one of {', '.join(PACES)}, got {self.pace!r}")
         checks = {

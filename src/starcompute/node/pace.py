@@ -47,7 +47,9 @@ class Pace:
 
 @dataclass(slots=True)
 class ChunkBuilder:
-    """Cuts one answer into chunks of ``query.chunk_tokens`` decode steps."""
+    """Cuts one answer into chunks: the first decode step alone (the user sees the answer
+    begin one step after the prompt is read, as streaming servers flush the first token),
+    then ``query.chunk_tokens`` steps each, then the final chunk."""
 
     query: Query
     satellite: str
@@ -65,7 +67,7 @@ class ChunkBuilder:
         """One decode step's piece; a chunk when it completes one."""
         self.steps += 1
         self._text.append(piece)
-        if self.steps % self.query.chunk_tokens:
+        if (self.steps - 1) % self.query.chunk_tokens:
             return None
         return self._close(now_ms, None)
 

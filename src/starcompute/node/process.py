@@ -65,15 +65,11 @@ def load(data: Path, **overrides: Any) -> Loaded:
 
 
 def _engine(loaded: Loaded) -> Any:
-    from starcompute.compute.batcher import off_main_thread
-    from starcompute.compute.real import TransformersEngine
+    from starcompute.compute.backends import load_engine
 
     cfg = loaded.config
-    return off_main_thread(
-        lambda: TransformersEngine(
-            loaded.data / MODEL, max_batch=cfg.max_batch, threads=cfg.threads
-        )
-    )
+    options = {"max_batch": cfg.max_batch} if cfg.backend == "transformers" else {}
+    return load_engine(cfg.backend, loaded.data / MODEL, threads=cfg.threads, **options)
 
 
 def _onboard(loaded: Loaded, engine: Any) -> Onboard:
@@ -84,7 +80,11 @@ def _onboard(loaded: Loaded, engine: Any) -> Onboard:
     i = const.index(loaded.config.name)
     bits = 0
     if engine is not None:
-        bits = 8 * sum(p.numel() * p.element_size() for p in engine.model.parameters())
+        weights = engine.weights()
+        if weights is not None:
+            bits = 8 * sum(p.numel() * p.element_size() for p in weights.parameters())
+        else:  # not exposed (llama.cpp): the files it loaded
+            bits = 8 * sum(f.stat().st_size for f in (loaded.data / MODEL).glob("*.gguf"))
     plan = loaded.plan
     return Onboard.of(
         const.select([i]), load_hardware(const.hardware[i]), plan.start, plan.duration_s, bits

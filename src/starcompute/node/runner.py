@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from starcompute.compute.engine import Completion, Engine, GenerationRequest, prompt_token_count
+from starcompute.compute.engine import Completion, Engine, GenerationRequest
 from starcompute.dtn.bundle import dtn_ms, from_dtn_ms
 from starcompute.errors import InputError
 from starcompute.node.jobs import Chunk, Query
@@ -129,10 +129,7 @@ class JobRunner:
         )
 
     def _prompt_tokens(self, request: GenerationRequest) -> int:
-        encode = getattr(self.engine, "encode", None)  # raises InputError past the window
-        return prompt_token_count(
-            request, (lambda r: len(encode(r))) if encode is not None else None
-        )
+        return self.engine.count_tokens(request)  # InputError past the window
 
     async def _run_batch(self, batch: list[_Job]) -> None:
         loop = asyncio.get_running_loop()

@@ -22,7 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from starcompute.compute.engine import Completion, Engine, GenerationRequest, TokenCallback
+from starcompute.compute.engine import (
+    Completion,
+    Engine,
+    GenerationRequest,
+    Scheduler,
+    TokenCallback,
+)
 from starcompute.errors import InputError, StarcomputeError
 
 BLOCK_BYTES = 65536
@@ -227,14 +233,36 @@ class ProtectedEngine:
     answers_affected: int = 0
     disagreements: int = 0  # dual runs whose answers differed
 
-    def __getattr__(self, name: str) -> Any:  # e.g. the inner engine's ``encode``
-        if name == "engine":
-            raise AttributeError(name)
-        return getattr(self.engine, name)
+    @classmethod
+    def of(cls, engine: Engine, **options: Any) -> ProtectedEngine:
+        """Protect ``engine``'s weights (InputError if it does not expose them)."""
+        weights = engine.weights()
+        if weights is None:
+            raise InputError(f"engine {engine.name} does not expose its weights to guard")
+        return cls(engine, WeightGuard(weights), **options)
 
     @property
     def name(self) -> str:
         return self.engine.name
+
+    @property
+    def load_s(self) -> float:
+        return self.engine.load_s
+
+    def count_tokens(self, request: GenerationRequest) -> int:
+        return self.engine.count_tokens(request)
+
+    def weights(self) -> Any:
+        return self.guard.model
+
+    def scheduler(
+        self, max_batch: int, coming: Callable[[], int] | None = None, continuous: bool = True
+    ) -> Scheduler:
+        """Static batches: a batch's answers are released only once its weights verified
+        after it (a continuous batch never ends to be verified)."""
+        from starcompute.compute.batcher import Batcher
+
+        return Batcher(self, max_batch, coming=coming)
 
     def stats(self) -> dict[str, int]:
         """Upsets injected (if an ``Exposure`` injects them), scrubs, blocks corrected,
