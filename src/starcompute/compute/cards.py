@@ -4,6 +4,7 @@ parameter counts, bytes per token of KV cache and FLOPs per token are derived.""
 from __future__ import annotations
 
 import tomllib
+import functools
 from dataclasses import dataclass, fields
 from enum import StrEnum
 
@@ -103,6 +104,7 @@ def model_cards() -> list[str]:
     return preset_names("models", ".toml")
 
 
+@functools.cache  # a card is immutable; mission control reads it for every request
 def load_card(name: str) -> ModelCard:
     if name not in model_cards():
         raise UnknownPresetError("model card", name, model_cards(), files_allowed=False)

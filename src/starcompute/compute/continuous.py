@@ -89,10 +89,10 @@ class ContinuousBatcher:
         self._rows: list[_Seq | None] = [None]  # who holds each allocated row
         self._cv = threading.Condition()
         self._closed = False
-        self.steps = 0  # decode steps run
-        self.prefills = 0  # prefill passes run
+        self.steps = 0  # decode steps run (passes with running requests)
+        self.prefills = 0  # passes with prompt chunks
         self.prefix_hits = 0  # requests that reused the cached prefix
-        self.history: deque[tuple[float, float, int]] = deque(maxlen=1000)  # step: start, end, n
+        self.history: deque[tuple[float, float, int]] = deque(maxlen=1000)  # pass: start, end, rows
         self._thread = threading.Thread(target=self._run, name="engine-continuous", daemon=True)
         self._thread.start()
 
@@ -138,10 +138,7 @@ class ContinuousBatcher:
             while self._wait():
                 try:
                     self._admit()
-                    if self.filling:
-                        self._prefill()
-                    if self.running:
-                        self._decode()
+                    self._step(self._chunk())
                 except Exception as exc:  # the engine failed: every active caller hears
                     self._fail_all(exc)
 
@@ -208,36 +205,61 @@ class ContinuousBatcher:
             self.cache = SlotCache(self.engine.model)
             self._rows = [None]
 
-    def _prefill(self) -> None:
-        """One pass over the next chunk of the arrivals' prompts."""
-        import torch
-
+    def _chunk(self) -> list[tuple[_Seq, int]]:
+        """The arrivals' prompt tokens for this pass: (request, tokens), at most
+        ``prefill_tokens`` in all (cancelled arrivals leave first)."""
         for seq in [s for s in self.filling if s.stream.cancelled()]:
             self.filling.remove(seq)
             self._release(seq.row)
             self._complete(seq, "cancelled")
-        budget, batch = self.prefill_tokens, []
+        budget, chunk = self.prefill_tokens, []
         for seq in self.filling:
             if budget <= 0:
                 break
             take = min(len(seq.stream.prompt) - seq.filled, budget)
-            batch.append((seq, take))
+            chunk.append((seq, take))
             budget -= take
-        if not batch:
+        return chunk
+
+    def _step(self, chunk: list[tuple[_Seq, int]]) -> None:
+        """One pass: a decode step of every running request and the arrivals' prompt
+        chunk together (their tokens share each layer's projections and MLP)."""
+        import torch
+
+        from starcompute.compute.decoder import Rows
+
+        groups, n = [], len(self.running)
+        if n:
+            ids = torch.tensor([[s.token] for s in self.running])
+            positions = torch.tensor([[s.length] for s in self.running])
+            groups.append(Rows(slice(0, n), ids, positions))
+        if chunk:
+            width = max(take for _, take in chunk)
+            ids = torch.full((len(chunk), width), self.engine.pad_id, dtype=torch.long)
+            for i, (seq, take) in enumerate(chunk):
+                ids[i, :take] = torch.tensor(seq.stream.prompt[seq.filled : seq.filled + take])
+            starts = torch.tensor([seq.filled for seq, _ in chunk])
+            positions = starts[:, None] + torch.arange(width)[None, :]
+            rows = torch.tensor([seq.row for seq, _ in chunk])
+            last = torch.tensor([take - 1 for _, take in chunk])
+            groups.append(Rows(rows, ids, positions, last))
+        if not groups:
             return
-        width = max(take for _, take in batch)
-        ids = torch.full((len(batch), width), self.engine.pad_id, dtype=torch.long)
-        for i, (seq, take) in enumerate(batch):
-            ids[i, :take] = torch.tensor(seq.stream.prompt[seq.filled : seq.filled + take])
-        starts = torch.tensor([seq.filled for seq, _ in batch])
-        positions = starts[:, None] + torch.arange(width)[None, :]
-        self.cache.reserve(len(self._rows), int(positions.max()) + 1)
-        rows = torch.tensor([seq.row for seq, _ in batch])
-        last = torch.tensor([take - 1 for _, take in batch])
-        logits = self.engine.model.forward_rows(ids, positions, self.cache, rows, last).float()
+        reach = max(int(g.positions.max()) + 1 for g in groups)
+        self.cache.reserve(len(self._rows), reach)
+        started = time.perf_counter()
+        logits = [x.float() for x in self.engine.model.forward_groups(groups, self.cache)]
+        self.history.append((started, time.perf_counter(), n + len(chunk)))
+        if n:
+            self._decoded(logits[0])
+        if chunk:
+            self._prefilled(chunk, logits[-1])
+
+    def _prefilled(self, chunk: list[tuple[_Seq, int]], logits: Any) -> None:
+        """Prompts done: each samples its first token and joins the running rows."""
         self.prefills += 1
         done = []
-        for i, (seq, take) in enumerate(batch):
+        for i, (seq, take) in enumerate(chunk):
             seq.filled += take
             if seq.filled == len(seq.stream.prompt):
                 done.append((i, seq))
@@ -281,20 +303,11 @@ class ContinuousBatcher:
             seq.row, self._rows[target] = target, seq
         self.running.append(seq)
 
-    def _decode(self) -> None:
-        """One step of every running request; those that finish leave at once."""
-        import torch
-
-        n = len(self.running)
-        started = time.perf_counter()
-        ids = torch.tensor([[s.token] for s in self.running])
-        positions = torch.tensor([[s.length] for s in self.running])
-        self.cache.reserve(len(self._rows), int(positions.max()) + 1)
-        logits = self.engine.model.forward_rows(ids, positions, self.cache, slice(0, n)).float()
+    def _decoded(self, logits: Any) -> None:
+        """The running requests' next tokens; those that finish leave at once."""
         tokens = sample(logits, [s.stream for s in self.running], self.engine.pad_id)
         now = time.perf_counter()
         self.steps += 1
-        self.history.append((started, now, n))
         finished = []
         for i, (seq, token) in enumerate(zip(self.running, tokens, strict=True)):
             seq.length += 1

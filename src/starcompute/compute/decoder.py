@@ -20,7 +20,7 @@ keeps the interface the engine's batch loop calls (``input_ids``, ``attention_ma
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -99,38 +99,46 @@ class Attention(nn.Module):
         q, k = _rotate(q.transpose(1, 2), rope), _rotate(k.transpose(1, 2), rope)
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        return self._attend(q, k, v, mask), (k, v)
+        return self.o_proj(self._attend(q, k, v, mask)), (k, v)
 
-    def forward_rows(
-        self, x: torch.Tensor, rope: Rope, mask: torch.Tensor, cache: SlotCache, layer: int,
-        rows: slice | torch.Tensor, positions: torch.Tensor,
-    ) -> torch.Tensor:  # fmt: skip
-        """Attention of ``x`` [batch, new] whose keys and values go into ``cache`` rows
-        ``rows`` at ``positions`` [batch, new]; it attends to that row's keys up to
-        ``mask``'s width."""
-        b, s, _ = x.shape
-        q = self.q_proj(x).view(b, s, self.heads, self.head_dim)
-        k = self.k_proj(x).view(b, s, self.kv_heads, self.head_dim)
-        v = self.v_proj(x).view(b, s, self.kv_heads, self.head_dim)
-        if self.qk_norm:
-            q, k = self.q_norm(q), self.k_norm(k)
-        q = _rotate(q.transpose(1, 2), rope)
-        k = _rotate(k.transpose(1, 2), rope).transpose(1, 2)  # [batch, new, kv heads, dim]
-        keys, values = cache.k[layer], cache.v[layer]
-        row = cache.row_index(rows, b)[:, None].expand(b, s)
-        keys[row, :, positions] = k
-        values[row, :, positions] = v
-        width = mask.shape[-1]
-        return self._attend(q, keys[rows, :, :width], values[rows, :, :width], mask)
+    def forward_groups(
+        self, x: torch.Tensor, groups: list[Rows], cache: SlotCache, layer: int
+    ) -> torch.Tensor:
+        """Attention of the packed tokens ``x`` [1, tokens] of ``groups`` (each: cache rows
+        and its tokens' positions [batch, new], in order): the projections run once on all
+        tokens; each group writes its keys and values into its cache rows at its positions
+        and attends to its rows' keys up to its mask's width."""
+        q_all, k_all, v_all = self.q_proj(x)[0], self.k_proj(x)[0], self.v_proj(x)[0]
+        outs, at = [], 0
+        for g in groups:
+            b, s = g.positions.shape
+            n = b * s
+            q = q_all[at : at + n].view(b, s, self.heads, self.head_dim)
+            k = k_all[at : at + n].view(b, s, self.kv_heads, self.head_dim)
+            v = v_all[at : at + n].view(b, s, self.kv_heads, self.head_dim)
+            at += n
+            if self.qk_norm:
+                q, k = self.q_norm(q), self.k_norm(k)
+            q = _rotate(q.transpose(1, 2), g.rope)
+            k = _rotate(k.transpose(1, 2), g.rope).transpose(1, 2)  # [batch, new, heads, dim]
+            keys, values = cache.k[layer], cache.v[layer]
+            row = cache.row_index(g.rows, b)[:, None].expand(b, s)
+            keys[row, :, g.positions] = k
+            values[row, :, g.positions] = v
+            width = g.mask.shape[-1]
+            out = self._attend(q, keys[g.rows, :, :width], values[g.rows, :, :width], g.mask)
+            outs.append(out.reshape(n, -1))
+        return self.o_proj(torch.cat(outs)[None])  # type: ignore[no-any-return]
 
     def _attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
+        """[batch, new, heads x dim], before the output projection."""
         b, _, s, _ = q.shape
         out = functional.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, scale=self.head_dim**-0.5, enable_gqa=True
         )
-        return self.o_proj(out.transpose(1, 2).reshape(b, s, -1))  # type: ignore[no-any-return]
+        return out.transpose(1, 2).reshape(b, s, -1)
 
 
 class MLP(nn.Module):
@@ -160,13 +168,10 @@ class Layer(nn.Module):
         x = x + attended
         return x + self.mlp(self.post_attention_layernorm(x)), kv
 
-    def forward_rows(
-        self, x: torch.Tensor, rope: Rope, mask: torch.Tensor, cache: SlotCache, layer: int,
-        rows: slice | torch.Tensor, positions: torch.Tensor,
-    ) -> torch.Tensor:  # fmt: skip
-        x = x + self.self_attn.forward_rows(
-            self.input_layernorm(x), rope, mask, cache, layer, rows, positions
-        )
+    def forward_groups(
+        self, x: torch.Tensor, groups: list[Rows], cache: SlotCache, layer: int
+    ) -> torch.Tensor:
+        x = x + self.self_attn.forward_groups(self.input_layernorm(x), groups, cache, layer)
         return x + self.mlp(self.post_attention_layernorm(x))  # type: ignore[no-any-return]
 
 
@@ -256,26 +261,53 @@ class Decoder(nn.Module):
         last: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One pass over ``input_ids`` [batch, new] of the sequences in ``cache`` rows
-        ``rows`` (a slice: a view, no copy; an index tensor: those rows), each token at
-        its absolute position (``positions`` [batch, new]; the row's earlier positions
-        must be in the cache already). Returns the logits [batch, vocab] of each row's
-        token at index ``last`` [batch] (default: the last column). Positions past a row's
-        real tokens (padding) may be written: they are overwritten before they are read."""
-        x = self.model.embed_tokens(input_ids)
-        rope = self._rope(positions, x.dtype)
-        width = int(positions.max()) + 1
-        mask = (torch.arange(width)[None, None, :] <= positions[:, :, None])[:, None]
+        ``rows`` (``forward_groups`` with one group); logits [batch, vocab]."""
+        return self.forward_groups([Rows(rows, input_ids, positions, last)], cache)[0]
+
+    def forward_groups(self, groups: list[Rows], cache: SlotCache) -> list[torch.Tensor]:
+        """One pass over several groups of cache rows (e.g. the running sequences' next
+        tokens and a prefill chunk of new ones): each group's tokens go in at their
+        absolute positions (``Rows.positions`` [batch, new]; earlier positions of a row
+        must be in the cache already), all tokens through each layer's projections and
+        MLP at once. Returns per group the logits [batch, vocab] of each row's token at
+        index ``Rows.last`` (default: the last column). Positions past a row's real tokens
+        (padding) may be written: they are overwritten before they are read."""
+        hidden = self.model.embed_tokens.weight.shape[1]
+        x = torch.cat([self.model.embed_tokens(g.ids).reshape(-1, hidden) for g in groups])[None]
+        for g in groups:
+            g.rope = self._rope(g.positions, x.dtype)
+            width = int(g.positions.max()) + 1
+            g.mask = (torch.arange(width)[None, None, :] <= g.positions[:, :, None])[:, None]
         layers: list[Layer] = list(self.model.layers)  # type: ignore[arg-type]
         for i, layer in enumerate(layers):
-            x = layer.forward_rows(x, rope, mask, cache, i, rows, positions)
-        at = torch.full((x.shape[0],), x.shape[1] - 1) if last is None else last
-        hidden = self.model.norm(x[torch.arange(x.shape[0]), at][:, None, :])
-        return self.lm_head(hidden)[:, 0, :]  # type: ignore[no-any-return]
+            x = layer.forward_groups(x, groups, cache, i)
+        picks, at = [], 0
+        for g in groups:
+            b, s = g.positions.shape
+            last = torch.full((b,), s - 1) if g.last is None else g.last
+            picks.append(at + torch.arange(b) * s + last)
+            at += b * s
+        out = self.lm_head(self.model.norm(x[0, torch.cat(picks)]))
+        return list(out.split([g.positions.shape[0] for g in groups]))
 
     def _rope(self, positions: torch.Tensor, dtype: torch.dtype) -> Rope:
         freqs = positions[:, :, None].float() * self.inv_freq[None, None, :]
         angles = torch.cat([freqs, freqs], dim=-1)
         return angles.cos().to(dtype)[:, None], angles.sin().to(dtype)[:, None]
+
+
+@dataclass(eq=False)
+class Rows:
+    """A group of sequences in one pass over a :class:`SlotCache`: their rows (a slice:
+    a view, no copy; an index tensor: those rows), tokens [batch, new] and positions
+    [batch, new]; ``last``: the column whose logits are wanted per row."""
+
+    rows: slice | torch.Tensor
+    ids: torch.Tensor
+    positions: torch.Tensor
+    last: torch.Tensor | None = None
+    rope: Rope = field(init=False)  # set by the pass
+    mask: torch.Tensor = field(init=False)
 
 
 class SlotCache:
