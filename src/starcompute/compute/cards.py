@@ -3,8 +3,8 @@ parameter counts, bytes per token of KV cache and FLOPs per token are derived.""
 
 from __future__ import annotations
 
-import tomllib
 import functools
+import tomllib
 from dataclasses import dataclass, fields
 from enum import StrEnum
 
