@@ -59,12 +59,10 @@ bench: $(STAMP)
 # coverage-guided fuzzing of every parser of hostile input (CI runs a short version: tests/test_fuzz.py)
 FUZZ_RUNS ?= 100000
 FUZZ_TARGETS := bundle job telecommand tle omm-json omm-csv scenario api
+comma := ,
+space := $(empty) $(empty)
 fuzz: $(STAMP)
-	@mkdir -p test-artifacts
-	@for t in $(FUZZ_TARGETS); do \
-		$(BIN)/python fuzz/fuzz.py $$t -runs=$(FUZZ_RUNS) -timeout=10 \
-			-artifact_prefix=test-artifacts/fuzz-$$t- 2>&1 | grep -E "DONE|ERROR|Error" || exit 1; \
-	done
+	$(BIN)/python fuzz/gate.py --runs $(FUZZ_RUNS) --targets $(subst $(space),$(comma),$(FUZZ_TARGETS))
 
 # the gateway under 200 concurrent clients for 10 minutes with faults (not in `make test`)
 soak: $(STAMP)

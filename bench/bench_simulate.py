@@ -75,7 +75,8 @@ def run_big(path: Path) -> dict[str, Any]:
 
 def run_baseline() -> dict[str, Any]:
     """Seconds per query: mission control's CGR planner vs the simulator, Three-Body."""
-    from starcompute.mission.control import DeadlineError, Mission
+    from starcompute.errors import DeadlineError
+    from starcompute.mission.control import Mission
 
     scenario = load_scenario(SMALL)
     t0 = time.perf_counter()

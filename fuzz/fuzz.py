@@ -2,18 +2,22 @@
 
     .venv/bin/python fuzz/fuzz.py TARGET [libFuzzer flags]     e.g. -runs=100000
     make fuzz                                                   every target, 100,000 inputs
+                                                                (fuzz/gate.py: fails on a crash)
 
 Targets: bundle (BPv7 bundles as a node receives them), job (a job bundle's payload as a
 node opens it), telecommand (SDLS-protected commands), tle,
 omm-json, omm-csv, scenario (TOML), api (the gateway's request bodies - chat completions,
 failures, telecommands - as it parses and uses them). An input must end in a result or in
-the target's documented error; any other exception, a crash or a hang (libFuzzer's
--timeout) fails the run.
+the target's documented error (the ``InputError`` family of ``errors.py``, nothing
+else: a bare ``ValueError`` is a crash); any other exception, a crash or a hang
+(libFuzzer's -timeout) fails the run. ``STARCOMPUTE_FUZZ_BREAK=TARGET`` makes that
+target crash on every input: the gate's own test that a crash fails ``make fuzz``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Callable
 
@@ -24,7 +28,7 @@ with atheris.instrument_imports(include=["starcompute", "tomllib", "json", "csv"
     from pydantic import ValidationError
 
     from starcompute.dtn import bundle
-    from starcompute.errors import StarcomputeError
+    from starcompute.errors import InputError
     from starcompute.gateway.schemas import (
         ChatCompletionRequest,
         FailureRequest,
@@ -36,7 +40,7 @@ with atheris.instrument_imports(include=["starcompute", "tomllib", "json", "csv"
     from starcompute.security.telecommand import Key, SatelliteKeys
     from starcompute.sim.scenario import scenario_from_text
 
-EXPECTED = (StarcomputeError, ValueError)  # InputError, BundleError, JobError, ...
+EXPECTED = (InputError,)  # the documented error of hostile input (errors.py's tree)
 KEY = Key(1, bytes(range(32)), b"salt")
 
 
@@ -52,9 +56,9 @@ def _api(data: bytes) -> None:
         f = FailureRequest.model_validate_json(data)
         Outage.lasting(f.kind, f.target, np.datetime64("2026-01-01T00:00:00"), f.minutes, f.cause)
     with contextlib.suppress(ValidationError):
-        t = TelecommandRequest.model_validate_json(data)
-        if t.packet_hex is not None:
-            SatelliteKeys(KEY).open(bytes.fromhex(t.packet_hex))
+        packet = TelecommandRequest.model_validate_json(data).packet()
+        if packet is not None:
+            SatelliteKeys(KEY).open(packet)
 
 
 TARGETS: dict[str, Callable[[bytes], object]] = {
@@ -127,6 +131,10 @@ def seeds(name: str) -> list[bytes]:
     }[name]
 
 
+def _broken(data: bytes) -> None:
+    raise RuntimeError("a parser made to crash (STARCOMPUTE_FUZZ_BREAK)")
+
+
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in TARGETS:
         print(f"usage: fuzz.py TARGET [libFuzzer flags]; targets: {', '.join(TARGETS)}")
@@ -139,7 +147,10 @@ def main() -> None:
     for i, seed in enumerate(seeds(name)):
         (corpus / f"seed-{i}").write_bytes(seed)
     args = sys.argv + ([] if any(not a.startswith("-") for a in sys.argv[1:]) else [str(corpus)])
-    atheris.Setup(args, one_input(TARGETS[name]))
+    target = TARGETS[name]
+    if os.environ.get("STARCOMPUTE_FUZZ_BREAK") == name:
+        target = _broken
+    atheris.Setup(args, one_input(target))
     atheris.Fuzz()
 
 

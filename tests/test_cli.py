@@ -414,3 +414,25 @@ def test_testbed_status_without_a_run_is_one_line_and_exit_2(
     assert main(["testbed", "status", "--dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no testbed is running" in err and len(err.strip().splitlines()) == 1
+
+
+def test_serve_dual_needs_seu_protect(capsys: pytest.CaptureFixture[str]) -> None:
+    err = run_one_line_error(capsys, ["serve", "--dual", "--constellation", "three-body-12"])
+    assert "--dual needs --seu-protect" in err
+
+
+def test_a_non_input_error_is_one_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """errors.EXIT_CODES: an error starcompute raises on purpose that is not bad input
+    (here: the planner has no way to orbit) is one line and exit code 1, not a traceback."""
+    from starcompute.cli import infer
+    from starcompute.errors import UnavailableError
+
+    def unavailable(args: object) -> int:
+        raise UnavailableError("no way to orbit in the plan")
+
+    monkeypatch.setattr(infer, "run", unavailable)
+    assert main(["infer", "hello"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["starcompute: error: no way to orbit in the plan"]

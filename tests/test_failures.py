@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from starcompute import InputError, load_constellation, load_stations, parse_utc
-from starcompute.mission.control import DeadlineError, Mission, Trace
+from starcompute.errors import DeadlineError
+from starcompute.mission.control import Mission, Trace
 from starcompute.mission.failures import Outage
 
 START = parse_utc("2025-11-20T00:00:00Z")

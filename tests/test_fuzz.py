@@ -3,10 +3,12 @@ input must end in a result or the target's documented error, never a crash or a 
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +37,46 @@ def test_fuzzer_short_run(target: str, tmp_path: Path) -> None:
     assert "DONE" in proc.stderr and not list(tmp_path.iterdir())
 
 
+def test_the_gate_fails_when_a_parser_crashes(tmp_path: Path) -> None:
+    """``make fuzz`` runs fuzz/gate.py: a crash (here the bundle target made to crash on
+    every input) must fail it, and a clean target must pass."""
+    gate = [sys.executable, str(ROOT / "fuzz" / "gate.py"), "--runs", "200",
+            "--artifacts", str(tmp_path), f"-rss_limit_mb={_rss_limit_mb()}"]  # fmt: skip
+    clean = subprocess.run([*gate, "--targets", "tle"], capture_output=True, text=True, timeout=300)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "tle: 200 inputs, no crash" in clean.stdout
+    env = {**os.environ, "STARCOMPUTE_FUZZ_BREAK": "bundle"}
+    broken = subprocess.run(
+        [*gate, "--targets", "bundle,tle"], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert broken.returncode == 1
+    assert "bundle: CRASH" in broken.stdout and "RuntimeError" in broken.stdout
+    assert "1 of 2 targets passed" in broken.stdout
+
+
+def test_a_bare_value_error_is_not_an_expected_outcome() -> None:
+    """Only the InputError family is the documented error of hostile input."""
+    import importlib.util
+
+    from starcompute.errors import BundleError, InputError
+
+    spec = importlib.util.spec_from_file_location("fuzz_harness", ROOT / "fuzz" / "fuzz.py")
+    assert spec is not None and spec.loader is not None
+    harness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness)
+
+    def raising(exc: Exception) -> Any:
+        def target(data: bytes) -> None:
+            raise exc
+
+        return target
+
+    harness.one_input(raising(InputError("bad")))(b"")
+    harness.one_input(raising(BundleError("crc", "bad")))(b"")  # in the family
+    with pytest.raises(ValueError, match="raw"):
+        harness.one_input(raising(ValueError("raw")))(b"")
+
+
 def test_found_inputs_stay_fixed() -> None:
     """Inputs the fuzzers found that once escaped as raw exceptions."""
     from starcompute.errors import ElementSetError
@@ -51,3 +93,9 @@ def test_found_inputs_stay_fixed() -> None:
         parse_omm_json(record % ("25544", ',"CLASSIFICATION_TYPE":"\\ufffdU"'))
     with pytest.raises(ElementSetError, match="NORAD_CAT_ID must be within"):
         parse_omm_json(record % ("1e300", ""))
+    from pydantic import ValidationError
+
+    from starcompute.gateway.schemas import TelecommandRequest
+
+    with pytest.raises(ValidationError, match="packet_hex"):  # was a raw ValueError
+        TelecommandRequest.model_validate_json('{"satellite":"S","packet_hex":"0g"}')

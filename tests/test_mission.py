@@ -10,7 +10,8 @@ import pytest
 
 from starcompute import InputError, load_constellation, load_stations, parse_utc
 from starcompute.cli.main import main
-from starcompute.mission.control import PARTS, DeadlineError, Mission
+from starcompute.errors import DeadlineError
+from starcompute.mission.control import PARTS, Mission
 from starcompute.orbits.constants import SPEED_OF_LIGHT_KM_S
 from starcompute.times import offsets_s
 

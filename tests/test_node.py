@@ -23,14 +23,15 @@ from starcompute.dtn.bundle import Bundle, dtn_ms, encode
 from starcompute.dtn.eid import MISSION_CONTROL, Eid, NodeNames, Service
 from starcompute.dtn.links import EmulatedLinks
 from starcompute.dtn.store import BundleStore
+from starcompute.errors import JobError, TelecommandError
 from starcompute.links.config import IslConfig
 from starcompute.links.contact_plan import ContactPlan
 from starcompute.links.contacts import contact_plan
 from starcompute.node.config import NodeConfig
-from starcompute.node.jobs import Chunk, JobError, Query, open_job, seal_job
+from starcompute.node.jobs import Chunk, Query, open_job, seal_job
 from starcompute.node.pace import ChunkBuilder, Pace
 from starcompute.node.runtime import Node, node_status
-from starcompute.security.telecommand import GroundKeys, Key, SatelliteKeys, TelecommandError
+from starcompute.security.telecommand import GroundKeys, Key, SatelliteKeys
 from starcompute.testbed.emulator import LinkEmulator
 from starcompute.times import OrbitClock
 

@@ -49,3 +49,20 @@ def test_dual_execution_catches_activation_upsets(engine) -> None:  # type: igno
     finally:
         upsets.remove()
     assert [c.text for c in engine.generate(batch)] == reference  # hooks gone
+
+
+def test_dual_execution_answers_sampled_requests(engine) -> None:  # type: ignore[no-untyped-def]
+    """Issue 19: a sampled request without a seed gets one, so the two runs draw the
+    same tokens and agree (before, they disagreed and the batch failed after its
+    retries); a seed the client gave is kept."""
+    sampled = [
+        GenerationRequest(messages=(Message("user", f"Say a word about {w}."),),
+                          max_tokens=6, temperature=1.0, top_p=0.95)
+        for w in ("the Moon", "Mars", "rain", "tea")
+    ]  # fmt: skip
+    given = GenerationRequest(prompt="Once upon a time", max_tokens=6, temperature=0.9, seed=3)
+    protected = ProtectedEngine.of(engine, dual=True)
+    done = protected.generate([*sampled, given])
+    assert all(c.completion_tokens > 0 for c in done)
+    assert protected.disagreements == 0 and protected.reruns == 0
+    assert done[-1].token_ids == engine.generate([given])[0].token_ids  # its own seed kept

@@ -263,7 +263,8 @@ def test_simulator_agrees_with_mission_control_query_by_query() -> None:
     waits for passes, laser relays) both deliver or reject the same queries, most at the
     same instant; the rest differ by at most the grid (10 s steps, up and down) plus the
     15 s laser-link acquisition the contact plan honours."""
-    from starcompute.mission.control import DeadlineError, Mission
+    from starcompute.errors import DeadlineError
+    from starcompute.mission.control import Mission
     from starcompute.sim.world import scenario_constellation, scenario_stations
 
     sc = _three_body(

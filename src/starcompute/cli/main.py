@@ -1,6 +1,7 @@
 """``starcompute`` command line: parse, call the library, print. One module per group.
 
-Bad input (``InputError``) becomes one line on stderr and exit code 2.
+Bad input (``InputError``) becomes one line on stderr and exit code 2; any other error
+starcompute raises on purpose, one line and exit code 1 (``errors.EXIT_CODES``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from starcompute.cli import (
     testbed,
     train,
 )
-from starcompute.errors import InputError
+from starcompute.errors import StarcomputeError, exit_code
 
 GROUPS = (
     constellation,
@@ -69,9 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except InputError as exc:
+    except StarcomputeError as exc:  # one line; the code from errors.EXIT_CODES
         print(f"starcompute: error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
     except BrokenPipeError:
         return 0
     except KeyboardInterrupt:

@@ -22,10 +22,10 @@ from starcompute.cli.common import (
 from starcompute.compute.backends import load_engine
 from starcompute.compute.cards import FALLBACK_CARD, timing_card
 from starcompute.compute.checkpoints import DEFAULT_MODEL
-from starcompute.errors import InputError
+from starcompute.errors import DeadlineError, InputError
 from starcompute.ground.stations import GroundStation, load_stations
 from starcompute.mission.availability import HEADLINE_S, availability
-from starcompute.mission.control import DeadlineError, Mission
+from starcompute.mission.control import Mission
 from starcompute.mission.policy import DEFAULT_POLICY, POLICIES
 from starcompute.mission.service import Answer, ask
 from starcompute.mission.traffic import answer_bytes, query_bytes_for

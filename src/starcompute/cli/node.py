@@ -30,6 +30,18 @@ def register(sub: Any) -> None:
     p.add_argument("--pace", choices=("hardware", "host"), help="override node.toml's pace")
     p.add_argument("--telemetry-s", type=float, metavar="S", help="housekeeping period, orbit s")
     add_backend(p, default=None, what="override node.toml's backend")
+    p.add_argument(
+        "--seu-protect",
+        action="store_true",
+        default=None,
+        help="scrub the weights' checksums around every batch (overrides node.toml)",
+    )
+    p.add_argument(
+        "--dual",
+        action="store_true",
+        default=None,
+        help="with --seu-protect: run every batch twice, release it only if both agree",
+    )
     add_timing_model(p, default=None, what="override node.toml's timing card")
     p.add_argument(
         "--status", action="store_true", help="print what the data directory says and exit"
@@ -48,6 +60,8 @@ def run_node(args: argparse.Namespace) -> int:
         pace=args.pace,
         telemetry_s=args.telemetry_s,
         backend=args.backend,
+        seu_protect=args.seu_protect,
+        dual=args.dual,
         timing_card=args.timing_model,
     )
 

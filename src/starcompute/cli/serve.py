@@ -67,6 +67,12 @@ def register(sub: Any) -> None:
         help="checksum-scrub the weights around every batch; re-run a batch an upset struck",
     )
     p.add_argument(
+        "--dual",
+        action="store_true",
+        help="with --seu-protect: run every batch twice and release it only if both agree "
+        "(catches upsets in activations; sampled requests get a seed so both runs match)",
+    )
+    p.add_argument(
         "--seu-acceleration",
         type=float,
         default=0.0,
@@ -147,6 +153,8 @@ def run_serve(args: argparse.Namespace) -> int:
             raise InputError(f"--{name.replace('_', '-')} must be >= 1")
     if not (np.isfinite(args.seu_acceleration) and args.seu_acceleration >= 0):
         raise InputError(f"--seu-acceleration must be >= 0, got {args.seu_acceleration}")
+    if args.dual and not (args.seu_protect or args.seu_acceleration > 0):
+        raise InputError("--dual needs --seu-protect (it protects the weights' batches)")
     keys = read_api_keys(args.api_key_file) if args.api_key_file else None
     const, stations, start, horizon = _world(args)
     import uvicorn
@@ -174,7 +182,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.seu_protect or args.seu_acceleration > 0:
         from starcompute.security.seu import ProtectedEngine
 
-        engine = ProtectedEngine.of(engine)
+        engine = ProtectedEngine.of(engine, dual=args.dual)
     clock = OrbitClock(start, args.time_scale, wait=not args.no_wait)
     model_id = args.model_id or Path(engine.name).stem
     segment = twin_segment(

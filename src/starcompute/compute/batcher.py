@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from starcompute.compute.engine import Completion, Engine, GenerationRequest
-from starcompute.errors import InputError, StarcomputeError
+from starcompute.errors import InputError, UnavailableError
 
 PieceCallback = Callable[[str], None]
 T = TypeVar("T")
@@ -79,7 +79,7 @@ class Batcher:
         job = _Job(request, on_piece)
         with self._cv:
             if self._closed:
-                raise StarcomputeError("the engine batcher is closed")
+                raise UnavailableError("the engine batcher is closed")
             self._queue.append(job)
             self._cv.notify()
         return job.future

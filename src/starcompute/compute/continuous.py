@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from starcompute.compute.batcher import PieceCallback
 from starcompute.compute.engine import Completion, GenerationRequest
 from starcompute.compute.streams import Stream, sample
-from starcompute.errors import InputError, StarcomputeError
+from starcompute.errors import InputError, UnavailableError
 
 if TYPE_CHECKING:
     from starcompute.compute.real import TransformersEngine
@@ -112,7 +112,7 @@ class ContinuousBatcher:
         seq = _Seq(Stream(request, prompt, e.tokenizer, e.eos_ids, on_piece, time.perf_counter()))
         with self._cv:
             if self._closed:
-                raise StarcomputeError("the engine batcher is closed")
+                raise UnavailableError("the engine batcher is closed")
             self._queue.append(seq)
             self._cv.notify()
         return seq.future

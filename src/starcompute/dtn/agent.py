@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starcompute.dtn import tcpcl
-from starcompute.dtn.bundle import Bundle, BundleError, decode, dtn_ms, encode
+from starcompute.dtn.bundle import Bundle, decode, dtn_ms, encode
 from starcompute.dtn.eid import MISSION_CONTROL, Eid, NodeNames
-from starcompute.dtn.links import LinkDownError, Links
+from starcompute.dtn.links import Links
 from starcompute.dtn.router import ContactRouter, Hop
 from starcompute.dtn.store import BundleStore, Stored
+from starcompute.errors import BundleError, ClError, LinkDownError
 from starcompute.times import OrbitClock, offsets_s
 
 log = logging.getLogger(__name__)
@@ -246,7 +247,7 @@ class BundleAgent:
                 await self._drain(session, neighbour)
             finally:
                 await session.close()
-        except (LinkDownError, tcpcl.ClError, OSError) as exc:
+        except (LinkDownError, ClError, OSError) as exc:
             log.debug("%s -> %s: %s", self.name, other, exc)
             self.store.count("link-failures")
             self._backoff_until[neighbour] = asyncio.get_running_loop().time() + RETRY_S
@@ -281,7 +282,7 @@ class BundleAgent:
             self._routes.pop(stored.id, None)
             self.store.count("forwarded")
         elif verdict == tcpcl.REFUSE_NO_RESOURCES:
-            raise tcpcl.ClError(f"{session.peer} has no room now")
+            raise ClError(f"{session.peer} has no room now")
         else:  # the next hop will never take it (malformed or foreign): drop, counted
             self.store.count("dropped:refused")
             self.store.remove(stored.id, bundle.expires_ms)

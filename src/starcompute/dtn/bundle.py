@@ -25,7 +25,7 @@ import numpy as np
 from fastcrc import crc16, crc32
 
 from starcompute.dtn.eid import Eid
-from starcompute.errors import StarcomputeError
+from starcompute.errors import BundleError
 
 DTN_EPOCH = np.datetime64("2000-01-01T00:00:00", "ns")
 MAX_BUNDLE_BYTES = 16 * 2**20
@@ -37,14 +37,6 @@ FLAG_DELETE_IF_UNPROCESSED = 0x04  # block processing control flag (RFC 9171 4.2
 CRC_NONE, CRC16, CRC32 = 0, 1, 2
 _CRC_BYTES = {CRC16: 2, CRC32: 4}
 _MAX_DEPTH = 16
-
-
-class BundleError(StarcomputeError):
-    """A bundle that cannot be accepted; ``reason`` is a short label for counters."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        super().__init__(f"rejected bundle ({reason}): {detail}")
 
 
 def dtn_ms(t: np.datetime64) -> int:

@@ -12,13 +12,9 @@ import asyncio
 import contextlib
 from typing import Protocol
 
-from starcompute.errors import StarcomputeError
+from starcompute.errors import LinkDownError
 
 LINE_LIMIT = 256
-
-
-class LinkDownError(StarcomputeError):
-    """No link to that neighbour now (or the radio is unreachable)."""
 
 
 class Links(Protocol):

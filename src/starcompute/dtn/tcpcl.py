@@ -16,7 +16,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from starcompute.errors import StarcomputeError
+from starcompute.errors import ClError
 
 MAGIC = b"dtn!"
 VERSION = 3
@@ -29,10 +29,6 @@ MAX_EID_BYTES = 1024
 
 # what a receiver does with a bundle: None = stored (ACK), else a refusal code
 BundleHandler = Callable[[bytes, str], Awaitable[int | None]]
-
-
-class ClError(StarcomputeError):
-    """The session failed (cut, closed, timed out or spoke something else)."""
 
 
 def _sdnv(value: int) -> bytes:

@@ -23,8 +23,15 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from starcompute.errors import InputError, StarcomputeError
-from starcompute.gateway.idempotency import Idempotency, IdempotencyError
+from starcompute.errors import (
+    IdempotencyError,
+    InputError,
+    QueueFullError,
+    StarcomputeError,
+    TelecommandError,
+    http_error,
+)
+from starcompute.gateway.idempotency import Idempotency
 from starcompute.gateway.metrics import GatewayMetrics
 from starcompute.gateway.schemas import (
     ChatCompletionRequest,
@@ -32,10 +39,9 @@ from starcompute.gateway.schemas import (
     TelecommandRequest,
     error_body,
 )
-from starcompute.mission.control import DeadlineError, Mission, Trace
+from starcompute.mission.control import Mission, Trace
 from starcompute.mission.failures import Outage
-from starcompute.mission.live import Event, GroundSegment, QueueFullError
-from starcompute.security.telecommand import TelecommandError
+from starcompute.mission.live import Event, GroundSegment
 from starcompute.times import parse_utc
 
 STATIC = Path(__file__).parent / "static"
@@ -104,9 +110,7 @@ def create_app(
                 fingerprint = Idempotency.fingerprint(asked_for)
                 replay = await idem.claim(owner, Idempotency.check_key(idem_key), fingerprint)
             except IdempotencyError as exc:
-                raise _HttpError(
-                    exc.status, str(exc), param="Idempotency-Key", code=exc.code
-                ) from None
+                raise _mapped(exc, param="Idempotency-Key") from None
             if replay is not None and replay.body is not None:
                 metrics.requests.labels("replayed").inc()
                 return _replay(replay.body, replay.headers, body.stream, include_usage)
@@ -135,22 +139,14 @@ def create_app(
         try:
             gen = body.generation(default_max_tokens)
         except InputError as exc:
-            raise _HttpError(400, str(exc), param="messages") from None
+            raise _mapped(exc, param="messages") from None
         events = _counted(metrics, segment.request(gen, key_id, body.stream), forget)
         try:
             first = await anext(events)
-        except QueueFullError as exc:
-            raise _HttpError(
-                429, str(exc), "rate_limit_error", code="queue_full", retry_after=exc.retry_after_s
-            ) from None
-        except InputError as exc:
-            raise _HttpError(
-                400, str(exc), param="max_tokens", code="context_length_exceeded"
-            ) from None
-        except DeadlineError as exc:
-            raise _HttpError(503, str(exc), "server_error", code="no_path_to_orbit") from None
-        except StarcomputeError as exc:
-            raise _HttpError(503, str(exc), "server_error", code="unavailable") from None
+        except InputError as exc:  # past the context window
+            raise _mapped(exc, param="max_tokens", code="context_length_exceeded") from None
+        except StarcomputeError as exc:  # queue full, no path to orbit, ...
+            raise _mapped(exc) from None
         request_id = first.request_id
         headers = _headers(request_id, first.planned(), planned=True)
         if body.stream:
@@ -159,7 +155,7 @@ def create_app(
         try:
             return await _complete(metrics, events, request_id, model_id, remember)
         except StarcomputeError as exc:  # e.g. a failure left no way to re-plan it
-            raise _HttpError(503, str(exc), "server_error", code="unavailable") from None
+            raise _mapped(exc) from None
 
     @app.post("/api/failures")
     async def inject_failure(body: FailureRequest, request: Request) -> dict[str, Any]:
@@ -171,7 +167,7 @@ def create_app(
             outage = Outage.lasting(body.kind, body.target, start, body.minutes, body.cause)
             struck = await segment.fail(outage)
         except InputError as exc:
-            raise _HttpError(400, str(exc), param="target") from None
+            raise _mapped(exc, param="target") from None
         return {"outage": outage.to_dict(), "replanned": struck}
 
     @app.post("/api/telecommands")
@@ -181,12 +177,11 @@ def create_app(
         the reason when it refuses it: tampered, forged, replayed, stale, ...)."""
         authorise(request)
         try:
-            packet = bytes.fromhex(body.packet_hex) if body.packet_hex is not None else None
-            return segment.command(body.satellite, body.command, body.args, packet)
-        except TelecommandError as exc:
-            raise _HttpError(403, str(exc), "permission_error", code=exc.reason) from None
-        except (InputError, ValueError) as exc:
-            raise _HttpError(400, str(exc), param="satellite") from None
+            return segment.command(body.satellite, body.command, body.args, body.packet())
+        except TelecommandError as exc:  # refused on board: 403 with the reason
+            raise _mapped(exc) from None
+        except InputError as exc:
+            raise _mapped(exc, param="satellite") from None
 
     @app.get("/api/failures")
     async def failures() -> dict[str, Any]:
@@ -273,6 +268,13 @@ class _HttpError(Exception):
         super().__init__(message)
         self.status, self.body = status, error_body(message, kind, param, code)
         self.headers = {"Retry-After": str(int(retry_after))} if retry_after else None
+
+
+def _mapped(exc: StarcomputeError, param: str | None = None, code: str | None = None) -> _HttpError:
+    """The error response of ``exc`` (status, type and code from ``errors.HTTP``)."""
+    http = http_error(exc)
+    retry = exc.retry_after_s if isinstance(exc, QueueFullError) else None
+    return _HttpError(http.status, str(exc), http.type, param, code or http.code, retry)
 
 
 def _errors(app: FastAPI) -> None:

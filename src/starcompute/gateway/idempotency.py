@@ -20,17 +20,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from starcompute.errors import StarcomputeError
+from starcompute.errors import IdempotencyError
 
 MAX_KEY_CHARS = 255
-
-
-class IdempotencyError(StarcomputeError):
-    """A key that cannot be used: ``status`` 400 (malformed) or 422 (reused)."""
-
-    def __init__(self, status: int, message: str, code: str) -> None:
-        super().__init__(message)
-        self.status, self.code = status, code
 
 
 @dataclass(slots=True)

@@ -90,13 +90,18 @@ class TelecommandRequest(BaseModel):
     satellite: str = Field(min_length=1, max_length=200)
     command: CommandKind | None = None
     args: dict[str, Any] = Field(default_factory=dict)
-    packet_hex: str | None = Field(default=None, max_length=2 * 65542)
+    packet_hex: str | None = Field(
+        default=None, max_length=2 * 65542, pattern=r"^([0-9a-fA-F]{2})*$"
+    )  # whole bytes in hexadecimal
 
     @model_validator(mode="after")
     def one_of(self) -> TelecommandRequest:
         if (self.command is None) == (self.packet_hex is None):
             raise ValueError("give either command (and args) or packet_hex")
         return self
+
+    def packet(self) -> bytes | None:
+        return bytes.fromhex(self.packet_hex) if self.packet_hex is not None else None
 
 
 def error_body(

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from starcompute.errors import InputError
-from starcompute.mission.control import DeadlineError, Mission
+from starcompute.errors import DeadlineError, InputError
+from starcompute.mission.control import Mission
 
 HEADLINE_S = 120.0
 SLACK_S = 12 * 3600.0  # plan beyond the last query so late queries can still be delivered

@@ -36,7 +36,7 @@ import numpy as np
 
 from starcompute.compute.cards import load_card
 from starcompute.compute.perf import ComputeTarget, PerformanceModel
-from starcompute.errors import InputError, StarcomputeError
+from starcompute.errors import DeadlineError, InputError, StarcomputeError
 from starcompute.ground.stations import GroundStation
 from starcompute.links.antennas import tracked_plan
 from starcompute.links.config import IslConfig
@@ -58,19 +58,6 @@ from starcompute.routing.query import geometric_range_fn
 from starcompute.times import format_utc, from_offsets, offsets_s, time_grid
 
 PARTS = ("wait_for_contact", "uplink", "isl", "model_upload", "queue", "inference", "downlink")
-
-
-class DeadlineError(StarcomputeError):
-    """The query cannot be answered before its deadline; ``earliest`` says when it can."""
-
-    def __init__(self, deadline_s: float, earliest: np.datetime64 | None) -> None:
-        self.earliest = earliest
-        when = (
-            f"earliest delivery {format_utc(earliest)}"
-            if earliest is not None
-            else ("no delivery possible within the plan")
-        )
-        super().__init__(f"deadline of {deadline_s:g} s cannot be met; {when}")
 
 
 @dataclass(slots=True)

@@ -30,7 +30,13 @@ from typing import Any
 import numpy as np
 
 from starcompute.compute.engine import Completion, GenerationRequest, prompt_token_count
-from starcompute.errors import InputError, StarcomputeError
+from starcompute.errors import (
+    InputError,
+    PlanEndedError,
+    QueueFullError,
+    StarcomputeError,
+    UnavailableError,
+)
 from starcompute.mission import views
 from starcompute.mission.control import Mission, Trace
 from starcompute.mission.failures import Outage, OutageKind
@@ -42,21 +48,6 @@ from starcompute.node.jobs import DEFAULT_CHUNK_TOKENS, Query
 from starcompute.times import OrbitClock, format_utc, offsets_s
 
 TokenCounter = Callable[[GenerationRequest], int]
-
-
-class QueueFullError(StarcomputeError):
-    """The request queue is full; ``retry_after_s`` says when to try again."""
-
-    def __init__(self, limit: int, retry_after_s: float) -> None:
-        self.retry_after_s = retry_after_s
-        super().__init__(f"the request queue is full ({limit} requests in flight)")
-
-
-class PlanEndedError(StarcomputeError):
-    """The orbit clock has run past the mission plan (and nothing rolls it forward)."""
-
-    def __init__(self, end: np.datetime64) -> None:
-        super().__init__(f"the mission plan ends at {format_utc(end)}: no new queries")
 
 
 class _StruckError(Exception):
@@ -332,7 +323,7 @@ class GroundSegment:
     ) -> Event:
         last = arrivals[-1].chunk
         if last.finish_reason == "error":
-            raise StarcomputeError(f"the satellite could not answer: {last.text}")
+            raise UnavailableError(f"the satellite could not answer: {last.text}")
         text = "".join(a.chunk.text for a in arrivals)
         completion = Completion(
             text,

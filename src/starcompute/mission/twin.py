@@ -24,7 +24,7 @@ from starcompute.compute.cards import load_card
 from starcompute.compute.engine import Engine
 from starcompute.compute.perf import ComputeTarget, PerformanceModel
 from starcompute.dtn.bundle import dtn_ms, from_dtn_ms
-from starcompute.errors import StarcomputeError
+from starcompute.errors import UnavailableError
 from starcompute.mission.control import Mission, Trace
 from starcompute.mission.health import profile
 from starcompute.mission.live import GroundSegment
@@ -51,7 +51,7 @@ def chunk_arrival(m: Mission, chunk: Chunk, after: np.datetime64) -> Arrival:
     size = chunk_bytes(chunk.text)
     found = m.downlink(m.const.index(chunk.satellite), t_s, size)
     if found is None:
-        raise StarcomputeError(
+        raise UnavailableError(
             f"no way down from {chunk.satellite} after {format_utc(released)} in the plan"
         )
     delivered = max(m.plan.start + np.timedelta64(round(found[1] * 1e9), "ns"), after)

@@ -61,7 +61,8 @@ class NodeConfig:
     max_batch: int = 8
     chunk_tokens: int = 8
     threads: int = 1
-    seu_protect: bool = False
+    seu_protect: bool = False  # scrub the weights around every batch (ProtectedEngine)
+    dual: bool = False  # with seu_protect: run every batch twice, release it if both agree
     seu_acceleration: float = 1.0
 
     def __post_init__(self) -> None:
@@ -75,6 +76,8 @@ class NodeConfig:
         load_card(self.timing_card)  # InputError naming the cards there are
         if self.pace not in PACES:
             raise InputError(f"pace must be one of {', '.join(PACES)}, got {self.pace!r}")
+        if self.dual and not self.seu_protect:
+            raise InputError("dual needs seu_protect (it runs the protected batches twice)")
         checks = {
             "time_scale": self.time_scale > 0,
             "telemetry_s": self.telemetry_s > 0,

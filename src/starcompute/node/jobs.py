@@ -20,19 +20,11 @@ from typing import Any
 import cbor2
 
 from starcompute.compute.engine import GenerationRequest, Message
-from starcompute.errors import InputError, StarcomputeError
+from starcompute.errors import InputError, JobError
 from starcompute.security.telecommand import Command, CommandKind, GroundKeys, SatelliteKeys
 
 DEFAULT_CHUNK_TOKENS = 8
 MAX_TEXT_BYTES = 1 << 20
-
-
-class JobError(StarcomputeError):
-    """A job that must not run; ``reason`` is a counter label."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        super().__init__(f"job refused ({reason}): {detail}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,12 @@ def _engine(loaded: Loaded) -> Any:
 
     cfg = loaded.config
     options = {"max_batch": cfg.max_batch} if cfg.backend == "transformers" else {}
-    return load_engine(cfg.backend, loaded.data / MODEL, threads=cfg.threads, **options)
+    engine = load_engine(cfg.backend, loaded.data / MODEL, threads=cfg.threads, **options)
+    if not cfg.seu_protect:
+        return engine
+    from starcompute.security.seu import ProtectedEngine
+
+    return ProtectedEngine.of(engine, dual=cfg.dual)
 
 
 def _onboard(loaded: Loaded, engine: Any) -> Onboard:

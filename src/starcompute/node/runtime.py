@@ -29,14 +29,15 @@ from starcompute.dtn.eid import MISSION_CONTROL, Eid, NodeNames, Service
 from starcompute.dtn.links import EmulatedLinks, Links
 from starcompute.dtn.router import ContactRouter
 from starcompute.dtn.store import BundleStore, Stored
+from starcompute.errors import JobError, TelecommandError
 from starcompute.links.contact_plan import ContactPlan
 from starcompute.node.config import NodeConfig, parse_address
-from starcompute.node.jobs import Chunk, JobError, Query, open_job
+from starcompute.node.jobs import Chunk, Query, open_job
 from starcompute.node.journal import Journal
 from starcompute.node.pace import Pace
 from starcompute.node.runner import JobRunner
 from starcompute.node.state import Onboard
-from starcompute.security.telecommand import SatelliteKeys, TelecommandError
+from starcompute.security.telecommand import SatelliteKeys
 from starcompute.spacecraft.hardware import HardwareProfile
 from starcompute.times import OrbitClock, format_utc, offsets_s
 

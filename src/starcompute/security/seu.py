@@ -15,9 +15,10 @@ the batch's weights verified. Activations are not covered (their upsets last one
 
 from __future__ import annotations
 
+import secrets
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -220,6 +221,15 @@ class Exposure:
         self._last_s = now_s
 
 
+def seeded(requests: Sequence[GenerationRequest]) -> list[GenerationRequest]:
+    """The requests, each sampled one without a seed given one: a dual run and a re-run
+    after an upset then draw the same tokens as the first run."""
+    return [
+        r if r.temperature == 0.0 or r.seed is not None else replace(r, seed=secrets.randbits(31))
+        for r in requests
+    ]
+
+
 @dataclass(slots=True)
 class ProtectedEngine:
     """An engine whose answers are computed only on verified weights."""
@@ -291,6 +301,7 @@ class ProtectedEngine:
     ) -> list[Completion]:
         if not requests:
             return []
+        requests = seeded(requests)  # both runs (and any re-run) draw the same tokens
         events: list[tuple[Any, ...]] = []
 
         def hook(*args: Any) -> None:

@@ -30,7 +30,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from spacepackets.ccsds.spacepacket import PacketType, SpacePacketHeader
 
-from starcompute.errors import InputError, StarcomputeError
+from starcompute.errors import InputError, StarcomputeError, TelecommandError
 
 COMMAND_APID = 0x1C0
 HEADER_BYTES = 6
@@ -53,12 +53,6 @@ class CommandKind(StrEnum):
 
 COMMANDS = tuple(CommandKind)
 MIN_BYTES = HEADER_BYTES + SECURITY_HEADER.size + MAC_BYTES
-
-
-class TelecommandError(StarcomputeError):
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        super().__init__(f"telecommand rejected ({reason}): {detail}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,11 +30,11 @@ from starcompute.dtn.eid import MISSION_CONTROL, Eid, NodeNames, Service
 from starcompute.dtn.links import Links
 from starcompute.dtn.router import ContactRouter
 from starcompute.dtn.store import BundleStore, Stored
-from starcompute.errors import InputError
+from starcompute.errors import InputError, JobError
 from starcompute.links.contact_plan import ContactPlan
 from starcompute.mission.control import Trace
 from starcompute.mission.spacelink import Arrival
-from starcompute.node.jobs import Chunk, JobError, Query, seal_job
+from starcompute.node.jobs import Chunk, Query, seal_job
 from starcompute.security.telecommand import Command, CommandKind, GroundKeys
 from starcompute.times import OrbitClock, format_utc
 
