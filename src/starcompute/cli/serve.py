@@ -163,6 +163,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from starcompute.compute.cards import timing_card
     from starcompute.compute.checkpoints import DEFAULT_MODEL, cache_dir
     from starcompute.gateway.app import SHUTDOWN_GRACE_S, create_app
+    from starcompute.gateway.idempotency import Idempotency
     from starcompute.links.czml import czml_document
     from starcompute.mission.control import Mission
     from starcompute.mission.requestlog import RequestLog
@@ -204,6 +205,7 @@ def run_serve(args: argparse.Namespace) -> int:
         args.max_tokens,
         args.max_tokens_limit,
         czml=lambda m: czml_document(m.const, stations, m.plan, m.eph, args.time_scale),
+        idempotency=Idempotency(path=log_path),  # keys survive a restart, beside the log
     )
     print(f"serving {model_id} on http://{args.host}:{args.port} (dashboard at /)", file=sys.stderr)
     try:

@@ -65,7 +65,7 @@ def create_app(
     app = FastAPI(title="starcompute gateway", version="0.1.0")
     metrics = GatewayMetrics()
     metrics.in_flight.set_function(lambda: segment.in_flight)
-    idem = idempotency or Idempotency()
+    idem = idempotency if idempotency is not None else Idempotency()  # (an empty one is falsy)
     app.state.idempotency = idem
     created = int(time.time())
     czml_cache: dict[str, Any] = {}
