@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy as np
+
 
 class StarcomputeError(Exception):
     """Base class of every error starcompute raises on purpose."""
@@ -116,11 +118,9 @@ class DeadlineError(UnavailableError):
     """The query cannot be answered before its deadline; ``earliest`` says when it can."""
 
     def __init__(self, deadline_s: float, earliest: Any | None) -> None:
-        from starcompute.times import format_utc
-
         self.earliest = earliest
         when = (
-            f"earliest delivery {format_utc(earliest)}"
+            f"earliest delivery {_utc(earliest)}"
             if earliest is not None
             else "no delivery possible within the plan"
         )
@@ -131,9 +131,7 @@ class PlanEndedError(UnavailableError):
     """The orbit clock has run past the mission plan (and nothing rolls it forward)."""
 
     def __init__(self, end: Any) -> None:
-        from starcompute.times import format_utc
-
-        super().__init__(f"the mission plan ends at {format_utc(end)}: no new queries")
+        super().__init__(f"the mission plan ends at {_utc(end)}: no new queries")
 
 
 class LinkDownError(UnavailableError):
@@ -142,6 +140,11 @@ class LinkDownError(UnavailableError):
 
 class ClError(UnavailableError):
     """The session failed (cut, closed, timed out or spoke something else)."""
+
+
+def _utc(t: Any) -> str:
+    """ISO-8601 UTC to the millisecond (as ``times.format_utc``; this layer is below it)."""
+    return str(np.datetime_as_string(np.datetime64(t, "ms"))) + "Z"
 
 
 class Http(NamedTuple):
