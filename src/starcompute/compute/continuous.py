@@ -10,13 +10,14 @@ budget). One worker thread loops:
    context window); a request whose prompt starts with the chat template's shared
    prefix (e.g. the default system prompt) gets that prefix's keys and values copied into
    its row instead of computing them again (prefix caching);
-2. **prefill** one chunk of the new arrivals' prompts (at most ``prefill_tokens``
-   tokens a pass, several requests in one pass), so running streams keep flowing while
-   long prompts are read; a request whose prompt is done samples its first token and
-   joins the running rows;
-3. **decode** one step of every running request (rows ``0..n-1``, a view of the cache:
-   no copy); a request that finishes (EOS, stop string, ``max_tokens``, cancelled)
-   leaves at once and its row is reused (the last running row moves into it).
+2. one forward pass (``Decoder.forward_groups``: all tokens share each layer's
+   projections and MLP) that both **prefills** one chunk of the arrivals' prompts (at
+   most ``prefill_tokens`` tokens, several requests), so running streams keep flowing
+   while long prompts are read, and **decodes** one step of every running request
+   (rows ``0..n-1``, a view of the cache: no copy);
+3. a request whose prompt is done samples its first token and joins the running rows;
+   one that finishes (EOS, stop string, ``max_tokens``, cancelled) leaves at once and
+   its row is reused (the last running row moves into it).
 
 Sampling is per request with its own seeded generator (``compute.streams``), so a seed
 gives the same tokens at any batch size, up to floating-point differences between
