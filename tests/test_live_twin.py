@@ -108,3 +108,33 @@ def test_an_answer_finished_after_the_last_pass_waits_for_the_next_one() -> None
         assert parse_utc(chunk["computed"]) > los and delivered - los > np.timedelta64(3, "h")
         wall = clock.epoch_unix_s + float(offsets_s(delivered, clock.start)) / scale
         assert t >= wall - 0.05
+
+
+def test_a_telecommand_to_a_satellite_out_of_contact_is_refused_with_the_next_contact() -> None:
+    """Issue 19: a command is not taken as accepted on board while no station can reach
+    the satellite; the refusal says when the contact plan's next way up arrives."""
+    import pytest
+
+    from starcompute.errors import OutOfContactError, http_error
+    from starcompute.security.telecommand import CommandKind
+
+    m, aos = _alaska_mission()
+    sat = m.const.names[0]
+    before = aos - np.timedelta64(3600, "s")  # in the gap before the cluster of passes
+    segment = twin_segment(m, EchoEngine(), OrbitClock(before, SCALE), model="echo")
+    try:
+        with pytest.raises(OutOfContactError, match=f"{sat} is out of contact") as refused:
+            segment.command(sat, CommandKind.SET_CONFIG, {"max_batch": 4}, None)
+        nxt = refused.value.next_contact
+        assert nxt is not None and nxt >= aos  # not before the pass that carries it up
+        assert http_error(refused.value).code == "out_of_contact"
+        assert segment.link.commands.stats()["accepted"] == 0  # nothing reached the satellite
+    finally:
+        segment.close()
+    during = aos + np.timedelta64(60, "s")  # a station sees the cluster (ISLs relay)
+    segment = twin_segment(m, EchoEngine(), OrbitClock(during, SCALE), model="echo")
+    try:
+        out = segment.command(sat, CommandKind.SET_CONFIG, {"max_batch": 4}, None)
+        assert out["accepted"] is True
+    finally:
+        segment.close()

@@ -17,6 +17,7 @@
     └── UnavailableError              nothing can serve the request now
         ├── DeadlineError             no delivery before the deadline (``earliest``)
         ├── PlanEndedError            the orbit clock ran past the mission plan
+        ├── OutOfContactError         no way up to that satellite now (``next_contact``)
         ├── LinkDownError             no link to that neighbour now
         └── ClError                   a convergence-layer session failed
 
@@ -134,6 +135,20 @@ class PlanEndedError(UnavailableError):
         super().__init__(f"the mission plan ends at {_utc(end)}: no new queries")
 
 
+class OutOfContactError(UnavailableError):
+    """No station reaches the satellite now; ``next_contact`` (UTC) is when one does, or
+    None if none does within the plan."""
+
+    def __init__(self, satellite: str, next_contact: Any | None) -> None:
+        self.satellite, self.next_contact = satellite, next_contact
+        when = (
+            f"the next contact reaches it at {_utc(next_contact)}"
+            if next_contact is not None
+            else "no contact reaches it within the plan"
+        )
+        super().__init__(f"{satellite} is out of contact: {when} (orbit time)")
+
+
 class LinkDownError(UnavailableError):
     """No link to that neighbour now (or the radio is unreachable)."""
 
@@ -163,6 +178,7 @@ HTTP: dict[type[StarcomputeError], Http] = {
     UnavailableError: Http(503, "server_error", "unavailable"),
     DeadlineError: Http(503, "server_error", "no_path_to_orbit"),
     PlanEndedError: Http(503, "server_error", "plan_ended"),
+    OutOfContactError: Http(503, "server_error", "out_of_contact"),
 }
 
 EXIT_CODES: dict[type[StarcomputeError], int] = {StarcomputeError: 1, InputError: 2}

@@ -182,6 +182,8 @@ def create_app(
             raise _mapped(exc) from None
         except InputError as exc:
             raise _mapped(exc, param="satellite") from None
+        except StarcomputeError as exc:  # out of contact now: 503 with the next contact
+            raise _mapped(exc) from None
 
     @app.get("/api/failures")
     async def failures() -> dict[str, Any]:

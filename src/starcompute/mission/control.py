@@ -309,6 +309,14 @@ class Mission:
                 ways.append(way._replace(ready_s=max(way.ready_s, ready)))
         return ways
 
+    def uplink(self, sat: int, t_s: float, size_bytes: int) -> float | None:
+        """When ``size_bytes`` sent from any station at ``t_s`` (plan seconds) reach
+        ``sat`` by the earliest route up (nothing booked); None if no route in the plan."""
+        if not 0.0 <= t_s < self.plan.duration_s:
+            return None
+        arrive = float(self.graph.search(self._sources(None), t_s, size_bytes).best_s[sat])
+        return arrive if np.isfinite(arrive) else None
+
     def downlink(self, sat: int, t_s: float, size_bytes: int) -> tuple[str, float] | None:
         """(station, arrival in plan seconds) of ``size_bytes`` leaving ``sat`` at ``t_s``
         by the earliest route down (nothing booked); None if no route in the plan."""

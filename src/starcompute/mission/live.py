@@ -32,6 +32,7 @@ import numpy as np
 from starcompute.compute.engine import Completion, GenerationRequest, prompt_token_count
 from starcompute.errors import (
     InputError,
+    OutOfContactError,
     PlanEndedError,
     QueueFullError,
     StarcomputeError,
@@ -45,7 +46,11 @@ from starcompute.mission.requestlog import RequestLog
 from starcompute.mission.spacelink import Arrival, SpaceLink
 from starcompute.mission.traffic import answer_bytes, chunk_bytes, job_bytes
 from starcompute.node.jobs import DEFAULT_CHUNK_TOKENS, Query
-from starcompute.times import OrbitClock, format_utc, offsets_s
+from starcompute.routing.network import lookup_node
+from starcompute.times import OrbitClock, format_utc, from_offsets, offsets_s
+
+COMMAND_BYTES = 256  # an operator's sealed telecommand in its bundle (raw packets: their size)
+CONTACT_SLACK_S = 10.0  # a command arriving within this of now is in contact (relays, light)
 
 TokenCounter = Callable[[GenerationRequest], int]
 
@@ -394,7 +399,19 @@ class GroundSegment:
     def command(
         self, satellite: str, kind: str | None, args: dict[str, Any], packet: bytes | None
     ) -> dict[str, Any]:
-        """An operator's telecommand, or a raw packet from any transmitter, to a satellite."""
+        """An operator's telecommand, or a raw packet from any transmitter, to a satellite
+        that a station reaches now (OutOfContactError with the next contact if none does:
+        a command is not taken as accepted on board while nothing can carry it there)."""
+        m = self.mission
+        sat = lookup_node(m.names(), satellite)
+        if sat >= m.n_sat:
+            raise InputError(f"{satellite!r} is a station: telecommands go to satellites")
+        now_s = float(offsets_s(self.clock.now(), m.plan.start))
+        size = len(packet) if packet is not None else COMMAND_BYTES
+        arrive = m.uplink(sat, now_s, size)
+        if arrive is None or arrive - now_s > CONTACT_SLACK_S:
+            later = None if arrive is None else from_offsets(m.plan.start, [arrive])[0]
+            raise OutOfContactError(satellite, later)
         return self.link.command(satellite, kind, args, packet)
 
     # ------------------------------------------------------------------ views
