@@ -120,11 +120,7 @@ class DeadlineError(UnavailableError):
 
     def __init__(self, deadline_s: float, earliest: Any | None) -> None:
         self.earliest = earliest
-        when = (
-            f"earliest delivery {_utc(earliest)}"
-            if earliest is not None
-            else "no delivery possible within the plan"
-        )
+        when = _when(earliest, "earliest delivery", "no delivery possible within the plan")
         super().__init__(f"deadline of {deadline_s:g} s cannot be met; {when}")
 
 
@@ -141,10 +137,8 @@ class OutOfContactError(UnavailableError):
 
     def __init__(self, satellite: str, next_contact: Any | None) -> None:
         self.satellite, self.next_contact = satellite, next_contact
-        when = (
-            f"the next contact reaches it at {_utc(next_contact)}"
-            if next_contact is not None
-            else "no contact reaches it within the plan"
+        when = _when(
+            next_contact, "the next contact reaches it at", "no contact reaches it within the plan"
         )
         super().__init__(f"{satellite} is out of contact: {when} (orbit time)")
 
@@ -160,6 +154,10 @@ class ClError(UnavailableError):
 def _utc(t: Any) -> str:
     """ISO-8601 UTC to the millisecond (as ``times.format_utc``; this layer is below it)."""
     return str(np.datetime_as_string(np.datetime64(t, "ms"))) + "Z"
+
+
+def _when(t: Any | None, known: str, unknown: str) -> str:
+    return f"{known} {_utc(t)}" if t is not None else unknown
 
 
 class Http(NamedTuple):

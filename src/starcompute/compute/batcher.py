@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from starcompute.compute.engine import Completion, Engine, GenerationRequest
 from starcompute.errors import InputError, UnavailableError
@@ -39,6 +39,44 @@ def off_main_thread(factory: Callable[[], T]) -> T:
         return pool.submit(factory).result()
 
 
+class EngineWorker:
+    """What both batchers share: one worker thread that owns the engine, a queue that
+    callers on any thread fill, and a close that lets the worker finish what was queued."""
+
+    def __init__(self) -> None:
+        self._queue: deque[Any] = deque()
+        self._cv = threading.Condition()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def _start(self, name: str) -> None:
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _enqueue(self, item: Any) -> None:
+        with self._cv:
+            if self._closed:
+                raise UnavailableError("the engine batcher is closed")
+            self._queue.append(item)
+            self._cv.notify()
+
+    @property
+    def waiting(self) -> int:
+        with self._cv:
+            return len(self._queue)
+
+    def close(self) -> None:
+        """Finish what was submitted, then stop the worker."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+
 @dataclass(slots=True)
 class _Job:
     request: GenerationRequest
@@ -46,7 +84,7 @@ class _Job:
     future: Future[Completion] = field(default_factory=Future)
 
 
-class Batcher:
+class Batcher(EngineWorker):
     """Runs an engine on a worker thread, batching concurrent requests."""
 
     def __init__(
@@ -65,35 +103,17 @@ class Batcher:
         self.max_batch = max_batch
         self.gather_s, self.max_gather_s = gather_s, max_gather_s
         self.coming = coming or (lambda: 0)
-        self._queue: deque[_Job] = deque()
-        self._cv = threading.Condition()
-        self._closed = False
+        super().__init__()
         self.batches = 0  # batches run so far
         self.history: deque[tuple[float, float, int]] = deque(maxlen=1000)  # start, end, size
-        self._thread = threading.Thread(target=self._run, name="engine-batcher", daemon=True)
-        self._thread.start()
+        self._start("engine-batcher")
 
     def submit(
         self, request: GenerationRequest, on_piece: PieceCallback | None = None
     ) -> Future[Completion]:
         job = _Job(request, on_piece)
-        with self._cv:
-            if self._closed:
-                raise UnavailableError("the engine batcher is closed")
-            self._queue.append(job)
-            self._cv.notify()
+        self._enqueue(job)
         return job.future
-
-    @property
-    def waiting(self) -> int:
-        with self._cv:
-            return len(self._queue)
-
-    def close(self) -> None:
-        with self._cv:
-            self._closed = True
-            self._cv.notify()
-        self._thread.join(timeout=60)
 
     def _run(self) -> None:
         while True:

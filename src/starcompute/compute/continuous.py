@@ -27,17 +27,16 @@ model classes, llama.cpp) keep the static batcher (``compute.batcher``).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from starcompute.compute.batcher import PieceCallback
+from starcompute.compute.batcher import EngineWorker, PieceCallback
 from starcompute.compute.engine import Completion, GenerationRequest
 from starcompute.compute.streams import Stream, sample
-from starcompute.errors import InputError, UnavailableError
+from starcompute.errors import InputError
 
 if TYPE_CHECKING:
     from starcompute.compute.real import TransformersEngine
@@ -61,7 +60,7 @@ class _Seq:
         return len(self.stream.prompt) + self.stream.request.max_tokens
 
 
-class ContinuousBatcher:
+class ContinuousBatcher(EngineWorker):
     """Runs a native-decoder engine on a worker thread, batching at every decode step."""
 
     def __init__(
@@ -83,19 +82,16 @@ class ContinuousBatcher:
         self._idle_bytes = self.cache.nbytes
         self.budget_bytes = kv_mb * 2**20
         self.prefix = engine.template_prefix() if prefix_cache else []
+        super().__init__()
         self._prefix_kv: tuple[list[Any], list[Any]] | None = None
-        self._queue: deque[_Seq] = deque()
         self.filling: list[_Seq] = []
         self.running: list[_Seq] = []  # running[i].row == i
         self._rows: list[_Seq | None] = [None]  # who holds each allocated row
-        self._cv = threading.Condition()
-        self._closed = False
         self.steps = 0  # decode steps run (passes with running requests)
         self.prefills = 0  # passes with prompt chunks
         self.prefix_hits = 0  # requests that reused the cached prefix
         self.history: deque[tuple[float, float, int]] = deque(maxlen=1000)  # pass: start, end, rows
-        self._thread = threading.Thread(target=self._run, name="engine-continuous", daemon=True)
-        self._thread.start()
+        self._start("engine-continuous")
 
     # ---------------------------------------------------------------- callers
     def submit(
@@ -111,24 +107,8 @@ class ContinuousBatcher:
             failed.set_exception(exc)
             return failed
         seq = _Seq(Stream(request, prompt, e.tokenizer, e.eos_ids, on_piece, time.perf_counter()))
-        with self._cv:
-            if self._closed:
-                raise UnavailableError("the engine batcher is closed")
-            self._queue.append(seq)
-            self._cv.notify()
+        self._enqueue(seq)
         return seq.future
-
-    @property
-    def waiting(self) -> int:
-        with self._cv:
-            return len(self._queue)
-
-    def close(self) -> None:
-        """Finish what was submitted, then stop the worker."""
-        with self._cv:
-            self._closed = True
-            self._cv.notify()
-        self._thread.join(timeout=60)
 
     # ----------------------------------------------------------------- worker
     def _run(self) -> None:

@@ -195,7 +195,7 @@ class Idempotency:
             return
         if self.store is not None:
             self.store.complete(owner, key, body, headers)
-            if self._stored % 100 == 0:
+            if (self._stored + 1) % 100 == 0:  # every hundredth answer kept
                 self.store.expire(self.ttl_s, self.max_entries)
         entry.body, entry.headers, entry.stored_s = body, headers, time.monotonic()
         entry.finished.set()
