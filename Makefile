@@ -58,7 +58,7 @@ bench: $(STAMP)
 
 # coverage-guided fuzzing of every parser of hostile input (CI runs a short version: tests/test_fuzz.py)
 FUZZ_RUNS ?= 100000
-FUZZ_TARGETS := bundle job telecommand tle omm-json omm-csv scenario api
+FUZZ_TARGETS := bundle bpsec job telecommand tle omm-json omm-csv scenario api
 comma := ,
 space := $(empty) $(empty)
 fuzz: $(STAMP)

@@ -4,7 +4,8 @@
     make fuzz                                                   every target, 100,000 inputs
                                                                 (fuzz/gate.py: fails on a crash)
 
-Targets: bundle (BPv7 bundles as a node receives them), job (a job bundle's payload as a
+Targets: bundle (BPv7 bundles as a node receives them), bpsec (bundles with BPSec blocks
+as their destination verifies and decrypts them), job (a job bundle's payload as a
 node opens it), telecommand (SDLS-protected commands), tle,
 omm-json, omm-csv, scenario (TOML), api (the gateway's request bodies - chat completions,
 failures, telecommands - as it parses and uses them). An input must end in a result or in
@@ -28,6 +29,7 @@ with atheris.instrument_imports(include=["starcompute", "tomllib", "json", "csv"
     from pydantic import ValidationError
 
     from starcompute.dtn import bundle
+    from starcompute.dtn.bpsec import Bpsec
     from starcompute.errors import InputError
     from starcompute.gateway.schemas import (
         ChatCompletionRequest,
@@ -42,6 +44,7 @@ with atheris.instrument_imports(include=["starcompute", "tomllib", "json", "csv"
 
 EXPECTED = (InputError,)  # the documented error of hostile input (errors.py's tree)
 KEY = Key(1, bytes(range(32)), b"salt")
+BPSEC = Bpsec({103: bytes(range(32))})  # satellite ipn:103's keys, as on board and ground
 
 
 def _text(data: bytes) -> str:
@@ -63,6 +66,7 @@ def _api(data: bytes) -> None:
 
 TARGETS: dict[str, Callable[[bytes], object]] = {
     "bundle": lambda d: bundle.decode(d),
+    "bpsec": lambda d: BPSEC.accept(bundle.decode(d)),
     "job": lambda d: jobs.open_job(SatelliteKeys(KEY), d),
     "telecommand": lambda d: SatelliteKeys(KEY).open(d),
     "tle": lambda d: tle.parse_tle(_text(d)),
@@ -96,11 +100,12 @@ OMM = {
 }  # fmt: skip
 
 
-def _bundles() -> list[bundle.Bundle]:
+def _bundles(telemetry: bool = False) -> list[bundle.Bundle]:
     from starcompute.dtn.eid import Eid
 
     query = bundle.Bundle(Eid(1, 1), Eid(103, 1), 816_912_000_000, 0, b"query")
-    return [query, query.forwarded_by(Eid(118, 0))]
+    down = bundle.Bundle(Eid(103, 3), Eid(1, 3), 816_912_000_000, 1, b'{"battery_wh": 1}')
+    return [query, query.forwarded_by(Eid(118, 0)), *([down] if telemetry else [])]
 
 
 def seeds(name: str) -> list[bytes]:
@@ -114,6 +119,7 @@ def seeds(name: str) -> list[bytes]:
     ground = GroundKeys(KEY)
     return {
         "bundle": [bundle.encode(b) for b in _bundles()],
+        "bpsec": [bundle.encode(BPSEC.protect(b)) for b in _bundles(telemetry=True)],
         "job": [jobs.seal_job(GroundKeys(KEY), jobs.Query("q", prompt="Hello?"), "smollm2")],
         "telecommand": [ground.seal(Command("set-config", {"max_batch": 8})) for _ in range(2)],
         "tle": [ISS.encode()],

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGETS = ("bundle", "job", "telecommand", "tle", "omm-json", "omm-csv", "scenario", "api")
+TARGETS = ("bundle", "bpsec", "job", "telecommand", "tle", "omm-json", "omm-csv", "scenario", "api")
 
 
 def run_target(name: str, runs: int, artifacts: Path, extra: list[str]) -> tuple[bool, str]:

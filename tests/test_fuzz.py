@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("atheris")
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGETS = ["bundle", "job", "telecommand", "tle", "omm-json", "omm-csv", "scenario", "api"]
+TARGETS = ["bundle", "bpsec", "job", "telecommand", "tle", "omm-json", "omm-csv", "scenario", "api"]
 
 
 def _rss_limit_mb() -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from typing import Any
 
 import numpy as np
 
@@ -129,6 +130,17 @@ def test_a_telecommand_to_a_satellite_out_of_contact_is_refused_with_the_next_co
         assert nxt is not None and nxt >= aos  # not before the pass that carries it up
         assert http_error(refused.value).code == "out_of_contact"
         assert segment.link.commands.stats()["accepted"] == 0  # nothing reached the satellite
+
+        async def wait_for_it() -> tuple[dict[str, Any], int, int]:
+            out = segment.command(sat, CommandKind.SET_CONFIG, {"max_batch": 4}, None, wait=True)
+            before = segment.link.commands.stats()["accepted"]
+            await asyncio.sleep(segment.clock.wall_until(parse_utc(out["arrives"])) + 0.3)
+            return out, before, segment.link.commands.stats()["accepted"]
+
+        queued, before, after = asyncio.run(wait_for_it())
+        assert queued["state"] == "queued"
+        assert abs(parse_utc(queued["arrives"]) - nxt) < np.timedelta64(1, "ms")
+        assert (before, after) == (0, 1)  # opened on board when the contact carried it
     finally:
         segment.close()
     during = aos + np.timedelta64(60, "s")  # a station sees the cluster (ISLs relay)

@@ -5,6 +5,7 @@ SPI + sequence number header, AES-GCM, 16-byte MAC)."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -20,14 +21,15 @@ from starcompute.security.telecommand import (
     Key,
     SatelliteKeys,
     TelecommandError,
+    new_master,
 )
 
 N = 1000
 
 
 def _pair(window: int = 64) -> tuple[GroundKeys, SatelliteKeys]:
-    key = Key.generate(1)
-    return GroundKeys(key), SatelliteKeys(key, window)
+    master = new_master()
+    return GroundKeys.provision(master), SatelliteKeys.provision(master, window)
 
 
 def _commands(n: int) -> list[Command]:
@@ -112,11 +114,41 @@ def test_key_rotation_retires_the_old_key() -> None:
     ground, sat = _pair()
     old = GroundKeys(ground.key, 500)  # a copy of the old key, as an eavesdropper might hold
     sat.open(ground.seal(Command("set-config", {"a": 1})))
-    sat.open(ground.rotate(Key.generate(2)))
-    assert sat.active.key_id == 2
+    sat.open(ground.rotate())
+    assert sat.active.key_id == 2 and sat.active == ground.key
     sat.open(ground.seal(Command("set-config", {"a": 2})))  # new key, counter restarted
     assert _reject(sat, old.seal(Command("set-config", {"a": 3}))) == "retired-key"
     assert sat.accepted == 3
+
+
+def test_over_the_air_rekeying_sends_no_key_material() -> None:
+    """SDLS-style OTAR: the rotate-key packet, read by someone holding the old session
+    key, names only the next key id and a nonce; the new key needs the master key."""
+    ground, sat = _pair()
+    old = ground.key
+    packet = ground.rotate()
+    plain = AESGCM(old.secret).decrypt(old.salt + packet[8:16], packet[16:], packet[:16])
+    args = json.loads(plain)["args"]
+    assert set(args) == {"key_id", "nonce"} and len(bytes.fromhex(args["nonce"])) == 16
+    assert ground.key.secret.hex() not in plain.decode() and ground.key.secret != old.secret
+    guessed = Key.derive(new_master(), 2, bytes.fromhex(args["nonce"]))  # a wrong master
+    assert guessed.secret != ground.key.secret
+    sat.open(packet)
+    assert sat.active == ground.key  # both ends derived the same key
+    for _ in range(3):  # again and again: every key differs
+        sat.open(ground.rotate())
+    assert len({*sat.retired, sat.active.key_id}) == 5 and sat.active == ground.key
+    bare = SatelliteKeys(sat.active)  # no master on board: it cannot rekey
+    assert _reject(bare, GroundKeys(sat.active, 999, ground.master).rotate()) == "no-master"
+
+
+def test_keys_survive_a_restart_with_their_master() -> None:
+    ground, sat = _pair()
+    sat.open(ground.rotate())
+    ground2 = GroundKeys.from_dict(json.loads(json.dumps(ground.to_dict())))
+    sat2 = SatelliteKeys.from_dict(json.loads(json.dumps(sat.to_dict())))
+    sat2.open(ground2.rotate())
+    assert sat2.active == ground2.key and ground2.master == ground.master
 
 
 @settings(max_examples=300, deadline=None)

@@ -144,6 +144,26 @@ def _client(tb: RunningTestbed) -> Any:
     return openai.OpenAI(base_url=tb.url + "/v1", api_key="none", max_retries=0, timeout=240)
 
 
+CAP_TOKENS = 4  # set on every node by telecommand while out of contact (the next tests)
+
+
+def test_set_config_out_of_contact_is_refused_or_waits_for_the_next_contact(
+    testbed: RunningTestbed,
+) -> None:
+    """Issue 19: before the pass no station reaches the nodes; a set-config is refused
+    with the next contact, or (``wait``) queued for it; the nodes carry it out when it
+    arrives (checked after the first query, which must wait for that pass)."""
+    url = testbed.url + "/api/telecommands"
+    for sat in testbed.nodes:
+        cmd = {"satellite": sat, "command": "set-config", "args": {"max_tokens": CAP_TOKENS}}
+        refused = httpx.post(url, json=cmd, timeout=30)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "out_of_contact"
+        queued = httpx.post(url, json={**cmd, "wait": True}, timeout=30).json()
+        assert queued["state"] == "queued", queued
+        assert parse_utc(queued["arrives"]) >= testbed.pass_start - np.timedelta64(1, "s")
+
+
 def test_a_query_waiting_for_a_pass_reveals_nothing_before_its_planned_delivery(
     testbed: RunningTestbed,
 ) -> None:
@@ -175,6 +195,39 @@ def test_a_query_waiting_for_a_pass_reveals_nothing_before_its_planned_delivery(
     assert observed["link"] == "testbed" and observed["serving_satellite"] in testbed.nodes
     first = parse_utc(observed["chunks"][0]["delivered"])
     assert first >= parse_utc(trace["uplink_at"])  # nothing came down before it went up
+
+
+def _telemetry(testbed: RunningTestbed, sat: str) -> dict[str, Any]:
+    """The latest housekeeping from ``sat`` as it reached the ground."""
+    path = testbed.run / "ground" / "stations" / "telemetry.sqlite"
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    row = db.execute(
+        "SELECT record FROM telemetry WHERE satellite = ? ORDER BY rowid DESC LIMIT 1", (sat,)
+    ).fetchone()
+    return {} if row is None else dict(json.loads(row[0]))
+
+
+def test_the_queued_set_config_changed_the_nodes_then_a_new_one_undoes_it(
+    testbed: RunningTestbed,
+) -> None:
+    """The set-config queued before the pass reached the nodes with it: each reports it
+    applied, and an answer is cut at the commanded cap; another (in contact now, no wait
+    needed) lifts the cap."""
+    r = _client(testbed).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Tell me about Mars."}],
+        max_tokens=40, temperature=0,
+    )  # fmt: skip
+    assert r.usage.completion_tokens == CAP_TOKENS and r.choices[0].finish_reason == "length"
+    url = testbed.url + "/api/telecommands"
+    for sat in testbed.nodes:
+        hk = _telemetry(testbed, sat)
+        assert hk["config"]["max_tokens"] == CAP_TOKENS and hk["commands"]["applied"]
+        lift = {"satellite": sat, "command": "set-config", "args": {"max_tokens": 0}, "wait": True}
+        assert httpx.post(url, json=lift, timeout=30).status_code == 200
+    deadline = time.monotonic() + 120
+    while any(_telemetry(testbed, s)["config"]["max_tokens"] for s in testbed.nodes):
+        assert time.monotonic() < deadline, "the nodes did not report the lifted cap"
+        time.sleep(0.5)
 
 
 def test_openai_client_answers_with_the_trace_of_the_node_that_ran_it(

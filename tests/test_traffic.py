@@ -1,6 +1,6 @@
 """The one traffic model (mission/traffic.py) against the real serialisation: job bundles
 sealed as the ground seals them, answer chunks encoded as nodes send them (RFC 9171
-bundles, ``dtn.bundle.encode``)."""
+bundles, ``dtn.bundle.encode``, with their BPSec blocks)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from starcompute.compute.engine import GenerationRequest, Message, prompt_token_count
+from starcompute.dtn.bpsec import Bpsec, new_secret
 from starcompute.dtn.bundle import Bundle, encode
 from starcompute.dtn.eid import MISSION_CONTROL, Eid, Service
 from starcompute.mission.traffic import (
@@ -19,7 +20,8 @@ from starcompute.mission.traffic import (
     job_bytes,
     query_bytes_for,
 )
-from starcompute.node.jobs import Chunk, Query
+from starcompute.node.jobs import Chunk, Query, seal_job
+from starcompute.security.telecommand import GroundKeys, Key
 
 
 @pytest.mark.parametrize("tokens", [1, 40, 200, 4096])
@@ -40,10 +42,24 @@ def _chunk(text: str, final: bool) -> Chunk:
     )  # fmt: skip
 
 
+SECURITY = Bpsec({2899: new_secret()})  # the node's BPSec keys: BIB and BCB on every one
+
+
 def _wire(chunk: Chunk) -> int:
     to = Eid(MISSION_CONTROL, int(Service.ANSWER))
     bundle = Bundle(Eid(2899, int(Service.ANSWER)), to, 2**40, 7, chunk.to_bytes(), 86_400_000)
-    return len(encode(bundle.forwarded_by(Eid(2898, 0))))
+    return len(encode(SECURITY.protect(bundle).forwarded_by(Eid(2898, 0))))
+
+
+@pytest.mark.parametrize("tokens", [1, 200])
+def test_job_booking_covers_a_real_job_bundle(tokens: int) -> None:
+    """A job booked at job_bytes is never smaller than its bundle on the wire: sealed,
+    BPSec-protected, forwarded, with the widest creation time and sequence number."""
+    query = Query(TYPICAL_QUERY_ID, messages=(("user", "abc " * tokens),))
+    payload = seal_job(GroundKeys(Key.generate(1)), query, TYPICAL_MODEL)
+    up = Bundle(Eid(MISSION_CONTROL, 1), Eid(2899, 1), 2**40, 2**32, payload, 7_200_000)
+    wire = len(encode(SECURITY.protect(up).forwarded_by(Eid(2898, 0))))
+    assert wire <= job_bytes(query, TYPICAL_MODEL) <= wire + 16
 
 
 @pytest.mark.parametrize("text", ["", "Paris.", "火星 🚀 " * 8, "é" * 200])

@@ -69,7 +69,7 @@ class _RefusedError(InputError):
     what = "input refused"
 
     def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
+        self.reason, self.detail = reason, detail
         super().__init__(f"{self.what} ({reason}): {detail}")
 
 

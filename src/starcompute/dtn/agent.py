@@ -12,6 +12,10 @@
 * **Deliver**: bundles for this node go to the application (``deliver``), which calls
   :meth:`BundleAgent.release` when it is done with one; after a restart, what was not
   released is delivered again.
+* **Secure** (``security``, ``dtn.bpsec``): bundles created here leave signed (and
+  encrypted when they carry a query or an answer); a bundle for this node that is
+  unsigned, tampered or undecryptable is refused on arrival and counted
+  (``rejected:bpsec-...``), and the application sees only verified plaintext.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starcompute.dtn import tcpcl
+from starcompute.dtn.bpsec import Bpsec
 from starcompute.dtn.bundle import Bundle, decode, dtn_ms, encode
 from starcompute.dtn.eid import MISSION_CONTROL, Eid, NodeNames
 from starcompute.dtn.links import Links
@@ -59,6 +64,7 @@ class BundleAgent:
     clock: OrbitClock
     deliver: Deliver | None = None
     ground: bool = False  # a ground station: bundles for mission control are delivered here
+    security: Bpsec | None = None  # BPSec keys and policy (None: bundles travel bare)
     _routes: dict[str, _Route] = field(default_factory=dict)
     _senders: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     _backoff_until: dict[int, float] = field(default_factory=dict)  # neighbour: wall time
@@ -117,6 +123,8 @@ class BundleAgent:
 
     def send(self, bundle: Bundle) -> None:
         """Take custody of a bundle created here and forward it when a contact allows."""
+        if self.security is not None:
+            bundle = self.security.protect(bundle)
         self.store.add(bundle, encode(bundle), dtn_ms(self.clock.now()), local=False)
         self.store.count("created")
         self._wake.set()
@@ -149,6 +157,12 @@ class BundleAgent:
         if not local and self._targets(bundle.destination) is None:
             self.store.count("rejected:unknown-endpoint")
             return tcpcl.REFUSE_UNKNOWN
+        if local and self.security is not None:
+            try:
+                self.security.accept(bundle)
+            except BundleError as exc:  # unsigned, tampered, not ours: dropped, counted
+                self.store.count(f"rejected:{exc.reason}")
+                return tcpcl.REFUSE_UNKNOWN
         if not self.store.add(bundle, data, now_ms, local):
             self.store.count("duplicates")
             return None  # held or handled already: the sender may let it go
@@ -161,6 +175,13 @@ class BundleAgent:
         return None
 
     async def _deliver(self, stored: Stored) -> None:
+        if self.security is not None:
+            try:  # verified on arrival: the plaintext for the application
+                stored = Stored(self.security.accept(stored.bundle), stored.data, stored.stored_ms)
+            except BundleError as exc:  # e.g. held from before the keys changed
+                self.store.count(f"rejected:{exc.reason}")
+                self.release(stored)
+                return
         if self.deliver is None:
             self.store.count("delivered")
             self.release(stored)

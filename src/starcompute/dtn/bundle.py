@@ -3,9 +3,10 @@
 A bundle is a CBOR indefinite-length array of blocks: the primary block (version 7,
 flags, CRC type, destination, source, report-to, creation timestamp, lifetime, CRC),
 then canonical blocks (type, number, flags, CRC type, data, CRC), the payload block
-last. Ours carry a CRC-32C on every block, a hop-count block (type 10) and, once
-forwarded, a previous-node block (type 6). Creation times are DTN times (milliseconds
-since 2000-01-01T00:00:00Z) of the orbit clock.
+last. Ours carry a CRC-32C on every block, a hop-count block (type 10, number 2), once
+forwarded a previous-node block (type 6, number 3), and the BPSec blocks (types 11 and 12,
+numbers 4 and up: ``dtn.bpsec``), which travel unchanged from source to destination.
+Creation times are DTN times (milliseconds since 2000-01-01T00:00:00Z) of the orbit clock.
 
 Parsing never trusts its input: the framing, every field's type and range, each
 block's CRC (recomputed over the block's own bytes with the CRC field zeroed), block
@@ -32,6 +33,8 @@ MAX_BUNDLE_BYTES = 16 * 2**20
 DEFAULT_LIFETIME_MS = 24 * 3600 * 1000
 DEFAULT_HOP_LIMIT = 64
 BLOCK_PAYLOAD, BLOCK_PREVIOUS_NODE, BLOCK_AGE, BLOCK_HOP_COUNT = 1, 6, 7, 10
+BLOCK_BIB, BLOCK_BCB = 11, 12  # BPSec (RFC 9172): integrity, confidentiality
+FIRST_SECURITY_NUMBER = 4  # 2 and 3 are the hop-count and previous-node blocks
 FLAG_IS_FRAGMENT = 0x01
 FLAG_DELETE_IF_UNPROCESSED = 0x04  # block processing control flag (RFC 9171 4.2.4)
 CRC_NONE, CRC16, CRC32 = 0, 1, 2
@@ -49,6 +52,16 @@ def from_dtn_ms(ms: int) -> np.datetime64:
 
 
 @dataclass(frozen=True, slots=True)
+class Block:
+    """A canonical block kept as it came (the BPSec blocks): type, number, flags, data."""
+
+    kind: int
+    number: int
+    flags: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Bundle:
     source: Eid
     destination: Eid
@@ -59,6 +72,7 @@ class Bundle:
     hop_limit: int = DEFAULT_HOP_LIMIT
     hop_count: int = 0
     previous_node: Eid | None = None
+    blocks: tuple[Block, ...] = ()  # BPSec blocks, carried unchanged
 
     @property
     def id(self) -> str:
@@ -74,12 +88,11 @@ class Bundle:
         return dataclasses.replace(self, hop_count=self.hop_count + 1, previous_node=node)
 
 
-def encode(bundle: Bundle) -> bytes:
-    """Serialise with pyd3tn (CRC-32C on every block)."""
+def _primary_block(bundle: Bundle) -> Any:
     from pyd3tn import bundle7 as b7
 
     created = datetime(2000, 1, 1, tzinfo=UTC) + timedelta(milliseconds=bundle.created_ms)
-    primary = b7.PrimaryBlock(
+    return b7.PrimaryBlock(
         crc_type=b7.CRCType.CRC32,
         destination=str(bundle.destination),
         source=str(bundle.source),
@@ -87,13 +100,25 @@ def encode(bundle: Bundle) -> bytes:
         creation_time=b7.CreationTimestamp(created, bundle.sequence),
         lifetime=bundle.lifetime_ms,
     )
-    blocks: list[Any] = [
-        b7.HopCountBlock(bundle.hop_limit, bundle.hop_count, crc_type=b7.CRCType.CRC32)
-    ]
+
+
+def primary_bytes(bundle: Bundle) -> bytes:
+    """The primary block as it is sent (its canonical form, CRC included)."""
+    return bytes(_primary_block(bundle))
+
+
+def encode(bundle: Bundle) -> bytes:
+    """Serialise with pyd3tn (CRC-32C on every block)."""
+    from pyd3tn import bundle7 as b7
+
+    crc = b7.CRCType.CRC32
+    blocks: list[Any] = [b7.HopCountBlock(bundle.hop_limit, bundle.hop_count, crc_type=crc)]
     if bundle.previous_node is not None:
-        blocks.append(b7.PreviousNodeBlock(str(bundle.previous_node), crc_type=b7.CRCType.CRC32))
-    payload = b7.PayloadBlock(bytes(bundle.payload), crc_type=b7.CRCType.CRC32)
-    data = bytes(b7.Bundle(primary, payload, blocks))
+        blocks.append(b7.PreviousNodeBlock(str(bundle.previous_node), crc_type=crc))
+    for b in bundle.blocks:
+        blocks.append(b7.CanonicalBlock(b.kind, b.data, b.number, b.flags, crc_type=crc))
+    payload = b7.PayloadBlock(bytes(bundle.payload), crc_type=crc)
+    data = bytes(b7.Bundle(_primary_block(bundle), payload, blocks))
     if len(data) > MAX_BUNDLE_BYTES:
         raise BundleError("too-long", f"{len(data)} bytes exceed {MAX_BUNDLE_BYTES}")
     return data
@@ -129,6 +154,22 @@ def _blocks(data: bytes) -> list[tuple[Any, bytes]]:
         pos = end
     if pos != len(data) - 1:
         raise BundleError("framing", "the last block runs past the end of the bundle")
+    return out
+
+
+def cbor_sequence(data: bytes, most: int) -> list[Any]:
+    """The items of a CBOR sequence (RFC 8742), at most ``most`` of them (BundleError)."""
+    out: list[Any] = []
+    pos = 0
+    while pos < len(data):
+        if len(out) == most:
+            raise BundleError("cbor", f"more than {most} items in a CBOR sequence")
+        end = _item_end(data, pos, 0)
+        try:
+            out.append(cbor2.loads(data[pos:end]))
+        except Exception as exc:  # cbor2 raises several kinds on hostile input
+            raise BundleError("cbor", f"item at byte {pos}: {exc}") from None
+        pos = end
     return out
 
 
@@ -240,16 +281,23 @@ def _canonical_blocks(blocks: list[tuple[Any, bytes]]) -> dict[str, Any]:
         last = k == len(blocks) - 1
         if (kind == BLOCK_PAYLOAD) != last or (last and number != 1):
             raise BundleError("block", "the payload block (type 1, number 1) must be last")
-        _extension(kind, _uint(flags, "block flags"), data, out)
+        _extension(kind, number, _uint(flags, "block flags"), data, out)
     hop_count, hop_limit = out.get("hop_count", 0), out.get("hop_limit", DEFAULT_HOP_LIMIT)
     if hop_count > hop_limit:
         raise BundleError("hop-limit", f"hop count {hop_count} exceeds its limit {hop_limit}")
     return out
 
 
-def _extension(kind: int, flags: int, data: bytes, out: dict[str, Any]) -> None:
+def _extension(kind: int, number: int, flags: int, data: bytes, out: dict[str, Any]) -> None:
     if kind == BLOCK_PAYLOAD:
         out["payload"] = data
+        return
+    if kind in (BLOCK_BIB, BLOCK_BCB):
+        if number < FIRST_SECURITY_NUMBER or len(out.get("blocks", ())) >= 4:
+            raise BundleError(
+                "bpsec-block", f"security block number {number} (4 and up, 4 at most)"
+            )
+        out["blocks"] = (*out.get("blocks", ()), Block(kind, number, flags, data))
         return
     if kind not in (BLOCK_PREVIOUS_NODE, BLOCK_AGE, BLOCK_HOP_COUNT):
         if flags & FLAG_DELETE_IF_UNPROCESSED:

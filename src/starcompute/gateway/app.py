@@ -174,10 +174,14 @@ def create_app(
     async def telecommand(body: TelecommandRequest, request: Request) -> dict[str, Any]:
         """Operator: seal a command for a satellite and send it (keyed). Anyone's
         transmitter: ``packet_hex``, a raw packet the satellite authenticates (403 with
-        the reason when it refuses it: tampered, forged, replayed, stale, ...)."""
+        the reason when it refuses it: tampered, forged, replayed, stale, ...). A
+        satellite out of contact: 503 with its next contact, or with ``wait`` the command
+        is queued for that contact (``state: queued`` and when it ``arrives``)."""
         authorise(request)
         try:
-            return segment.command(body.satellite, body.command, body.args, body.packet())
+            return segment.command(
+                body.satellite, body.command, body.args, body.packet(), body.wait
+            )
         except TelecommandError as exc:  # refused on board: 403 with the reason
             raise _mapped(exc) from None
         except InputError as exc:

@@ -93,6 +93,7 @@ class TelecommandRequest(BaseModel):
     packet_hex: str | None = Field(
         default=None, max_length=2 * 65542, pattern=r"^([0-9a-fA-F]{2})*$"
     )  # whole bytes in hexadecimal
+    wait: bool = False  # out of contact: queue it for the next contact instead of a 503
 
     @model_validator(mode="after")
     def one_of(self) -> TelecommandRequest:

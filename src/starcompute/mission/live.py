@@ -397,11 +397,17 @@ class GroundSegment:
         return self.mission
 
     def command(
-        self, satellite: str, kind: str | None, args: dict[str, Any], packet: bytes | None
+        self,
+        satellite: str,
+        kind: str | None,
+        args: dict[str, Any],
+        packet: bytes | None,
+        wait: bool = False,
     ) -> dict[str, Any]:
         """An operator's telecommand, or a raw packet from any transmitter, to a satellite
-        that a station reaches now (OutOfContactError with the next contact if none does:
-        a command is not taken as accepted on board while nothing can carry it there)."""
+        that a station reaches now. Out of contact: OutOfContactError with the next
+        contact (a command is not taken as accepted on board while nothing can carry it
+        there), or with ``wait`` it is queued and goes up with that contact."""
         m = self.mission
         sat = lookup_node(m.names(), satellite)
         if sat >= m.n_sat:
@@ -409,10 +415,13 @@ class GroundSegment:
         now_s = float(offsets_s(self.clock.now(), m.plan.start))
         size = len(packet) if packet is not None else COMMAND_BYTES
         arrive = m.uplink(sat, now_s, size)
-        if arrive is None or arrive - now_s > CONTACT_SLACK_S:
-            later = None if arrive is None else from_offsets(m.plan.start, [arrive])[0]
+        if arrive is None:
+            raise OutOfContactError(satellite, None)
+        later = from_offsets(m.plan.start, [arrive])[0]
+        if arrive - now_s > CONTACT_SLACK_S and not wait:
             raise OutOfContactError(satellite, later)
-        return self.link.command(satellite, kind, args, packet)
+        out = self.link.command(satellite, kind, args, packet, later)
+        return {**out, "arrives": format_utc(later)}
 
     # ------------------------------------------------------------------ views
     def health(self) -> dict[str, Any]:

@@ -60,9 +60,15 @@ class SpaceLink(Protocol):
         ...
 
     def command(
-        self, satellite: str, kind: str | None, args: dict[str, Any], packet: bytes | None
+        self,
+        satellite: str,
+        kind: str | None,
+        args: dict[str, Any],
+        packet: bytes | None,
+        arrives: np.datetime64,
     ) -> dict[str, Any]:
-        """An operator's telecommand (``kind``, ``args``) or a raw packet, to a satellite."""
+        """An operator's telecommand (``kind``, ``args``) or a raw packet, to a satellite
+        that the contact plan reaches at ``arrives`` (now, or its next contact)."""
         ...
 
     def stats(self) -> dict[str, Any]: ...

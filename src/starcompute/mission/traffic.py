@@ -25,8 +25,10 @@ import numpy.typing as npt
 from starcompute.node.jobs import DEFAULT_CHUNK_TOKENS, Query, seal_job
 from starcompute.security.telecommand import GroundKeys, Key
 
-BUNDLE_OVERHEAD_BYTES = 64  # primary block, hop count, previous node, CRCs (measured: 52-60)
-CHUNK_OVERHEAD_BYTES = 392  # a chunk bundle besides its text (tests/test_traffic.py: at most 387)
+# primary block, hop count, previous node, CRCs and the BPSec blocks (BIB with its 48-byte
+# HMAC, BCB with its IV and tag: 137 bytes): tests/test_traffic.py, at most 229 and 520
+BUNDLE_OVERHEAD_BYTES = 232
+CHUNK_OVERHEAD_BYTES = 525  # a chunk bundle besides its text
 ANSWER_BYTES_PER_TOKEN = 8  # booked: the most UTF-8 one token's text takes here
 TEXT_BYTES_PER_TOKEN = 4.0  # a prompt known by its token count: ~4 characters a token
 TYPICAL_QUERY_ID = "chatcmpl-" + "0" * 24  # the gateway's request ids

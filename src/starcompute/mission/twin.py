@@ -12,6 +12,7 @@ earliest route down from that instant delivers it: no text is released earlier.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -24,10 +25,10 @@ from starcompute.compute.cards import load_card
 from starcompute.compute.engine import Engine
 from starcompute.compute.perf import ComputeTarget, PerformanceModel
 from starcompute.dtn.bundle import dtn_ms, from_dtn_ms
-from starcompute.errors import UnavailableError
+from starcompute.errors import TelecommandError, UnavailableError
 from starcompute.mission.control import Mission, Trace
 from starcompute.mission.health import profile
-from starcompute.mission.live import GroundSegment
+from starcompute.mission.live import CONTACT_SLACK_S, GroundSegment
 from starcompute.mission.requestlog import RequestLog
 from starcompute.mission.spacelink import Arrival
 from starcompute.mission.traffic import chunk_bytes
@@ -162,17 +163,32 @@ class TwinLink:
                 self._coming -= 1
 
     def command(
-        self, satellite: str, kind: str | None, args: dict[str, Any], packet: bytes | None
+        self,
+        satellite: str,
+        kind: str | None,
+        args: dict[str, Any],
+        packet: bytes | None,
+        arrives: np.datetime64,
     ) -> dict[str, Any]:
-        """Seal a command on the ground and open it on board (TelecommandError when the
-        satellite refuses it: a raw packet that is forged, tampered, replayed, ...)."""
-        if packet is not None:
+        """Seal a command on the ground and open it on board when it ``arrives``: now,
+        with the verdict (TelecommandError when the satellite refuses it: a raw packet
+        that is forged, tampered, replayed, ...), or at its next contact (queued; the
+        verdict is counted on board then)."""
+        if packet is None:
+            ground = self.commands.ends(satellite)[0]
+            command = Command(kind or "", args)
+            packet = ground.rotate() if kind == CommandKind.ROTATE_KEY else ground.seal(command)
+        delay_s = self.clock.wall_until(arrives)
+        if delay_s <= self.clock.wall_s(CONTACT_SLACK_S):
             arrived = self.commands.receive(satellite, packet)
-        elif kind == CommandKind.ROTATE_KEY:
-            packet, arrived = self.commands.rotate(satellite), Command(CommandKind.ROTATE_KEY)
-        else:
-            packet, arrived = self.commands.send(satellite, Command(kind or "", args))
-        return {"accepted": True, "kind": arrived.kind, "packet_hex": packet.hex()}
+            return {"accepted": True, "kind": arrived.kind, "packet_hex": packet.hex()}
+        loop = asyncio.get_running_loop()
+        loop.call_later(delay_s, self._open_later, satellite, packet)
+        return {"accepted": None, "state": "queued", "packet_hex": packet.hex()}
+
+    def _open_later(self, satellite: str, packet: bytes) -> None:
+        with contextlib.suppress(TelecommandError):  # refused on board: counted there
+            self.commands.receive(satellite, packet)
 
     def _builder(self, query: Query, trace: Trace, request: Any) -> ChunkBuilder:
         m = self.mission()

@@ -59,6 +59,7 @@ class NodeConfig:
     pace: str = "hardware"
     telemetry_s: float = 300.0  # orbit seconds between housekeeping bundles
     max_batch: int = 8
+    max_tokens: int = 0  # the most tokens one job may generate here (0: the query's own)
     chunk_tokens: int = 8
     threads: int = 1
     seu_protect: bool = False  # scrub the weights around every batch (ProtectedEngine)
@@ -82,6 +83,7 @@ class NodeConfig:
             "time_scale": self.time_scale > 0,
             "telemetry_s": self.telemetry_s > 0,
             "max_batch": self.max_batch >= 1,
+            "max_tokens": self.max_tokens >= 0,
             "chunk_tokens": 1 <= self.chunk_tokens <= 4096,
             "threads": self.threads >= 1,
             "seu_acceleration": self.seu_acceleration > 0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +51,7 @@ class JobRunner:
         """``on_batch(jobs, start_ms, end_ms)``: a batch ran over that orbit interval."""
         self.engine, self.satellite, self.clock, self.pace = engine, satellite, clock, pace
         self.max_batch = max_batch
+        self.max_tokens = 0  # a cap on each job's tokens (set-config); 0: the query's own
         self.on_batch = on_batch
         self.busy_until_ms = 0
         self.waiting: list[_Job] = []
@@ -137,6 +139,8 @@ class JobRunner:
         for job in batch:
             try:
                 request = job.query.request()
+                if 0 < self.max_tokens < request.max_tokens:
+                    request = dataclasses.replace(request, max_tokens=self.max_tokens)
                 runnable.append((job, request, self._prompt_tokens(request)))
             except InputError as exc:
                 self._fail(job, str(exc))

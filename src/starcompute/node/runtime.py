@@ -9,7 +9,12 @@ its radio, the link emulator), the contact plan it was given, its own clock and 
 * A verified job is journalled (with the new anti-replay state) before it runs, so a
   node killed and restarted resumes it: the job bundle leaves the store only once the
   answer's last chunk is in the store on its way down.
-* Every ``telemetry_s`` orbit seconds a housekeeping bundle goes to mission control.
+* A bundle for its command service is an operator's telecommand, opened with the same
+  keys and then carried out: ``set-config`` changes the settings in ``SETTABLE`` (kept
+  in the journal, so they survive a restart), ``rotate-key`` rekeys over the air
+  (``security.telecommand``); each outcome is counted and reported at once in a
+  housekeeping bundle (the command's verification), as every ``telemetry_s`` orbit
+  seconds.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ from starcompute.compute.cards import load_card
 from starcompute.compute.engine import Engine
 from starcompute.compute.perf import ComputeTarget, PerformanceModel
 from starcompute.dtn.agent import BundleAgent
+from starcompute.dtn.bpsec import Bpsec
 from starcompute.dtn.bundle import dtn_ms
 from starcompute.dtn.eid import MISSION_CONTROL, Eid, NodeNames, Service
 from starcompute.dtn.links import EmulatedLinks, Links
 from starcompute.dtn.router import ContactRouter
 from starcompute.dtn.store import BundleStore, Stored
-from starcompute.errors import JobError, TelecommandError
+from starcompute.errors import InputError, JobError, TelecommandError
 from starcompute.links.contact_plan import ContactPlan
 from starcompute.node.config import NodeConfig, parse_address
 from starcompute.node.jobs import Chunk, Query, open_job
@@ -37,12 +43,13 @@ from starcompute.node.journal import Journal
 from starcompute.node.pace import Pace
 from starcompute.node.runner import JobRunner
 from starcompute.node.state import Onboard
-from starcompute.security.telecommand import SatelliteKeys
+from starcompute.security.telecommand import Command, CommandKind, SatelliteKeys
 from starcompute.spacecraft.hardware import HardwareProfile
 from starcompute.times import OrbitClock, format_utc, offsets_s
 
 log = logging.getLogger(__name__)
 TELEMETRY_LIFETIME_S = 6 * 3600.0
+SETTABLE = {"max_batch": int, "max_tokens": int, "telemetry_s": float}  # set-config keys
 
 
 def pace_for(config: NodeConfig, hardware: HardwareProfile | None) -> Pace:
@@ -64,15 +71,17 @@ class Node:
         links: Links | None = None,
         clock: OrbitClock | None = None,
     ) -> None:
-        self.config, self.plan, self.store = config, plan, store
+        self.plan, self.store = plan, store
         self.clock = clock or config.clock()
         self.journal = Journal(store.db)
+        self.config = config.override(**(self.journal.get("config") or {}))  # commanded
         saved = self.journal.keys()
         self.keys = SatelliteKeys.from_dict(saved) if saved else keys
         self.engine, self.onboard = engine, onboard
         if onboard is not None and (state := self.journal.get("onboard")) is not None:
             onboard.restore(state)  # the battery and radiator as they were
         names = NodeNames.of(plan.satellites, plan.stations)
+        master = self.keys.master
         self.agent = BundleAgent(
             config.name,
             names,
@@ -81,6 +90,7 @@ class Node:
             links or EmulatedLinks(*parse_address(config.emulator, "emulator")),
             self.clock,
             deliver=self._deliver,
+            security=Bpsec({names.number(config.name): master}) if master else None,
         )
         self.runner: JobRunner | None = None
         if engine is not None:
@@ -90,10 +100,12 @@ class Node:
                 config.name,
                 self.clock,
                 pace_for(config, hardware),
-                config.max_batch,
+                self.config.max_batch,
                 on_batch=self._ran,
             )
+            self.runner.max_tokens = self.config.max_tokens
         self._tasks: list[asyncio.Task[None]] = []
+        self._report_now = asyncio.Event()
         self.port = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -150,15 +162,53 @@ class Node:
         self.agent.release(stored)
 
     def _command(self, stored: Stored) -> None:
-        """An operator's telecommand: authenticated with the node's own keys and counted
-        (acting on set-config and upload-model on board is not built yet)."""
+        """An operator's telecommand: authenticated with the node's own keys, carried
+        out, counted, and reported in a housekeeping bundle straight away."""
         try:
             command = self.keys.open(stored.bundle.payload)
-            log.info("%s: accepted telecommand %s", self.config.name, command.kind)
         except TelecommandError as exc:
             log.warning("%s: %s", self.config.name, exc)
+        else:
+            try:
+                self._act(command)
+                self.store.count(f"commands-applied:{command.kind}")
+                log.info("%s: applied telecommand %s", self.config.name, command.kind)
+            except TelecommandError as exc:
+                self.store.count(f"commands-failed:{exc.reason}")
+                log.warning("%s: %s", self.config.name, exc)
         self.journal.save_keys(self.keys.to_dict())
         self.agent.release(stored)
+        self._report_now.set()
+
+    def _act(self, command: Command) -> None:
+        if command.kind == CommandKind.SET_CONFIG:
+            self._set_config(command.args)
+        elif command.kind == CommandKind.UPLOAD_MODEL:
+            raise TelecommandError("not-built", "upload-model: weights cannot be uplinked yet")
+        elif command.kind == CommandKind.RUN_JOB:
+            raise TelecommandError("no-query", "run-job comes bound to its query (job service)")
+        # rotate-key: done by the keys themselves when they opened it
+
+    def _set_config(self, args: dict[str, Any]) -> None:
+        wrong = [
+            k
+            for k, v in args.items()
+            if k not in SETTABLE or isinstance(v, bool) or not isinstance(v, int | float)
+            or (SETTABLE[k] is int and not isinstance(v, int))
+        ]  # fmt: skip
+        if wrong or not args:
+            allowed = ", ".join(f"{k} ({t.__name__})" for k, t in SETTABLE.items())
+            raise TelecommandError("bad-config", f"set-config takes {allowed}; got {args}")
+        try:
+            self.config = self.config.override(**args)
+        except InputError as exc:
+            raise TelecommandError("bad-config", str(exc)) from None
+        self.journal.put("config", {**(self.journal.get("config") or {}), **args})
+        if self.runner is not None:
+            self.runner.max_batch, self.runner.max_tokens = (
+                self.config.max_batch,
+                self.config.max_tokens,
+            )
 
     def _emit(self, stored: Stored, chunk: Chunk) -> None:
         """An answer chunk leaves for the ground (custody: it is in the store first)."""
@@ -187,7 +237,14 @@ class Node:
             "engine_calls": counters.get("engine-calls", 0),
             "rejected_bundles": _prefixed(counters, "rejected:"),
             "rejected_jobs": _prefixed(counters, "rejected-jobs:"),
-            "commands": {"accepted": self.keys.accepted, "rejected": dict(self.keys.rejected)},
+            "commands": {
+                "accepted": self.keys.accepted,
+                "rejected": dict(self.keys.rejected),
+                "applied": _prefixed(counters, "commands-applied:"),
+                "failed": _prefixed(counters, "commands-failed:"),
+                "key_id": self.keys.active.key_id,
+            },
+            "config": {k: getattr(self.config, k) for k in SETTABLE},
             "store": self.store.sizes(),
         }
         if self.onboard is not None:
@@ -199,7 +256,11 @@ class Node:
     async def _telemetry(self) -> None:
         to = Eid(MISSION_CONTROL, Service.TELEMETRY)
         while True:
-            await asyncio.sleep(self.clock.wall_s(self.config.telemetry_s))
+            with contextlib.suppress(TimeoutError):  # the period, or a command to report
+                await asyncio.wait_for(
+                    self._report_now.wait(), self.clock.wall_s(self.config.telemetry_s)
+                )
+            self._report_now.clear()
             try:
                 payload = json.dumps(self.housekeeping()).encode()
                 self.agent.send(
@@ -225,5 +286,11 @@ def node_status(store: BundleStore) -> dict[str, Any]:
         "engine_calls": counters.get("engine-calls", 0),
         "rejected_jobs": _prefixed(counters, "rejected-jobs:"),
         "rejected_bundles": _prefixed(counters, "rejected:"),
-        "commands": {"accepted": keys.get("accepted", 0), "rejected": keys.get("rejected", {})},
+        "commands": {
+            "accepted": keys.get("accepted", 0),
+            "rejected": keys.get("rejected", {}),
+            "applied": _prefixed(counters, "commands-applied:"),
+            "failed": _prefixed(counters, "commands-failed:"),
+        },
+        "config": journal.get("config") or {},
     }

@@ -11,9 +11,16 @@ authenticated as associated data (a changed length, APID, key id or sequence num
 the MAC). Keys are per satellite; the ground counts sequence numbers per satellite and
 key. A satellite accepts a sequence number once, and none older than its anti-replay
 window (a sliding window as in IPsec, RFC 4303 section 3.4.3), so packets may arrive out of
-order within the window. A ``rotate-key`` command, itself authenticated under the current
-key, installs the next key; the old key is retired at once. Every rejection is a
-:class:`TelecommandError` with a reason, counted per satellite; nothing crashes.
+order within the window. Every rejection is a :class:`TelecommandError` with a reason,
+counted per satellite; nothing crashes.
+
+Over-the-air rekeying (the SDLS key-management idea, 355.1-B-1): each satellite is
+launched with a 32-byte master key, which never travels. Session keys are derived from
+it (HKDF-SHA-256 over the key id and a nonce). ``rotate-key``, authenticated under the
+current session key, carries only the next key id and a fresh 16-byte nonce; both ends
+derive the next key from the master key, and the old one is retired at once, so an
+eavesdropper who holds the old session key learns nothing of the new one. The master key
+also keys the satellite's BPSec blocks (``dtn.bpsec``, under other HKDF labels).
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ from enum import StrEnum
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from spacepackets.ccsds.spacepacket import PacketType, SpacePacketHeader
 
 from starcompute.errors import InputError, StarcomputeError, TelecommandError
@@ -40,6 +49,7 @@ KEY_BYTES = 32  # AES-256
 SALT_BYTES = 4
 DEFAULT_WINDOW = 64
 MAX_SEQUENCE = 2**64 - 1
+MASTER_BYTES, NONCE_BYTES = 32, 16
 
 
 class CommandKind(StrEnum):
@@ -81,6 +91,18 @@ class Key:
     def generate(cls, key_id: int) -> Key:
         return cls(key_id, AESGCM.generate_key(bit_length=256), os.urandom(SALT_BYTES))
 
+    @classmethod
+    def derive(cls, master: bytes, key_id: int, nonce: bytes = b"") -> Key:
+        """Session key ``key_id`` from the master key (HKDF-SHA-256, the nonce as salt)."""
+        if len(master) != MASTER_BYTES:
+            raise InputError(f"a master key is {MASTER_BYTES} bytes, got {len(master)}")
+        info = b"starcompute telecommand key " + key_id.to_bytes(2, "big")
+        okm = HKDF(hashes.SHA256(), KEY_BYTES + SALT_BYTES, nonce or None, info).derive(master)
+        return cls(key_id, okm[:KEY_BYTES], okm[KEY_BYTES:])
+
+    def next_id(self) -> int:
+        return self.key_id % 0xFFFF + 1
+
     def nonce(self, sequence: int) -> bytes:
         return self.salt + sequence.to_bytes(8, "big")
 
@@ -94,9 +116,25 @@ class Key:
                 int(args["key_id"]), bytes.fromhex(args["secret"]), bytes.fromhex(args["salt"])
             )
         except (KeyError, ValueError, TypeError) as exc:
-            raise TelecommandError(
-                "bad-payload", f"rotate-key needs key_id, secret, salt: {exc}"
-            ) from None
+            raise InputError(f"a stored key needs key_id, secret, salt: {exc}") from None
+
+
+def new_master() -> bytes:
+    """A satellite's master key, provisioned before launch."""
+    return os.urandom(MASTER_BYTES)
+
+
+def _rekey(master: bytes | None, args: dict[str, Any]) -> Key:
+    """The session key a ``rotate-key`` command names: derived on board, never sent."""
+    if master is None:
+        raise TelecommandError("no-master", "this satellite holds no master key to rekey from")
+    try:
+        key_id, nonce = int(args["key_id"]), bytes.fromhex(args["nonce"])
+        if len(nonce) != NONCE_BYTES:
+            raise ValueError(f"the nonce is {NONCE_BYTES} bytes")
+        return Key.derive(master, key_id, nonce)
+    except (KeyError, ValueError, TypeError, InputError) as exc:
+        raise TelecommandError("bad-payload", f"rotate-key needs key_id and nonce: {exc}") from None
 
 
 def _header(body_bytes: int, seq_count: int) -> bytes:
@@ -111,6 +149,11 @@ class GroundKeys:
 
     key: Key
     next_sequence: int = 1
+    master: bytes | None = None  # for over-the-air rekeying (and the BPSec keys)
+
+    @classmethod
+    def provision(cls, master: bytes) -> GroundKeys:
+        return cls(Key.derive(master, 1), 1, master)
 
     def seal(self, command: Command) -> bytes:
         """The packet for ``command`` under the active key (the next sequence number)."""
@@ -128,18 +171,24 @@ class GroundKeys:
         )
         return header + sec + sealed
 
-    def rotate(self, new_key: Key) -> bytes:
-        """The ``rotate-key`` packet (under the current key); later packets use ``new_key``."""
-        packet = self.seal(Command(CommandKind.ROTATE_KEY, new_key.to_args()))
-        self.key, self.next_sequence = new_key, 1
+    def rotate(self) -> bytes:
+        """The ``rotate-key`` packet (under the current key: the next key id and a fresh
+        nonce, no key material); later packets use the key both ends derive from it."""
+        if self.master is None:
+            raise StarcomputeError("no master key for this satellite: it cannot be rekeyed")
+        args = {"key_id": self.key.next_id(), "nonce": os.urandom(NONCE_BYTES).hex()}
+        packet = self.seal(Command(CommandKind.ROTATE_KEY, args))
+        self.key, self.next_sequence = _rekey(self.master, args), 1
         return packet
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key.to_args(), "next_sequence": self.next_sequence}
+        doc: dict[str, Any] = {"key": self.key.to_args(), "next_sequence": self.next_sequence}
+        return doc | ({"master": self.master.hex()} if self.master else {})
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> GroundKeys:
-        return cls(Key.from_args(doc["key"]), int(doc["next_sequence"]))
+        master = bytes.fromhex(doc["master"]) if "master" in doc else None
+        return cls(Key.from_args(doc["key"]), int(doc["next_sequence"]), master)
 
 
 @dataclass(slots=True)
@@ -172,6 +221,7 @@ class SatelliteKeys:
 
     active: Key
     window_size: int = DEFAULT_WINDOW
+    master: bytes | None = None
     retired: set[int] = field(default_factory=set)
     window: ReplayWindow = field(init=False)
     accepted: int = 0
@@ -179,6 +229,10 @@ class SatelliteKeys:
 
     def __post_init__(self) -> None:
         self.window = ReplayWindow(self.window_size)
+
+    @classmethod
+    def provision(cls, master: bytes, window_size: int = DEFAULT_WINDOW) -> SatelliteKeys:
+        return cls(Key.derive(master, 1), window_size, master)
 
     def to_dict(self) -> dict[str, Any]:
         """Everything the satellite must keep across a restart (keys, replay window,
@@ -191,11 +245,13 @@ class SatelliteKeys:
             "seen": sorted(self.window.seen),
             "accepted": self.accepted,
             "rejected": dict(self.rejected),
-        }
+        } | ({"master": self.master.hex()} if self.master else {})
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> SatelliteKeys:
-        keys = cls(Key.from_args(doc["active"]), int(doc.get("window_size", DEFAULT_WINDOW)))
+        master = bytes.fromhex(doc["master"]) if "master" in doc else None
+        window = int(doc.get("window_size", DEFAULT_WINDOW))
+        keys = cls(Key.from_args(doc["active"]), window, master)
         keys.retired = {int(k) for k in doc.get("retired", [])}
         keys.window.highest = int(doc.get("highest", 0))
         keys.window.seen = {int(k) for k in doc.get("seen", [])}
@@ -229,9 +285,9 @@ class SatelliteKeys:
         command = _command(plaintext)
         self.window.accept(seq)  # only authenticated packets move the window
         if command.kind == CommandKind.ROTATE_KEY:
+            new = _rekey(self.master, command.args)  # checked before anything changes
             self.retired.add(self.active.key_id)
-            self.active = Key.from_args(command.args)
-            self.window = ReplayWindow(self.window_size)
+            self.active, self.window = new, ReplayWindow(self.window_size)
         return command
 
 
@@ -277,8 +333,9 @@ class CommandLink:
         if satellite not in self.satellites:
             raise InputError(f"no satellite {satellite!r} in the constellation")
         if satellite not in self.ground:
-            key = Key.generate(1)
-            self.ground[satellite], self.onboard[satellite] = GroundKeys(key), SatelliteKeys(key)
+            master = new_master()
+            self.ground[satellite] = GroundKeys.provision(master)
+            self.onboard[satellite] = SatelliteKeys.provision(master)
         return self.ground[satellite], self.onboard[satellite]
 
     def send(self, satellite: str, command: Command) -> tuple[bytes, Command]:
@@ -293,9 +350,9 @@ class CommandLink:
         return self.ends(satellite)[1].open(packet)
 
     def rotate(self, satellite: str) -> bytes:
-        """Install the satellite's next key (sent under the current one); the packet."""
+        """Rekey the satellite over the air (both ends derive the next key); the packet."""
         ground, onboard = self.ends(satellite)
-        packet = ground.rotate(Key.generate(ground.key.key_id % 0xFFFF + 1))
+        packet = ground.rotate()
         onboard.open(packet)
         return packet
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from starcompute.dtn.agent import BundleAgent
+from starcompute.dtn.bpsec import Bpsec
 from starcompute.dtn.bundle import Bundle, dtn_ms
 from starcompute.dtn.eid import MISSION_CONTROL, Eid, NodeNames, Service
 from starcompute.dtn.links import Links
@@ -88,6 +89,8 @@ class Stations:
         self.clock, self.keys, self.save_keys = clock, keys, save_keys
         folder.mkdir(parents=True, exist_ok=True)
         router = ContactRouter.of(plan)
+        masters = {self.names.number(s): k.master for s, k in keys.items() if k.master}
+        security = Bpsec(masters) if masters else None
         self.agents = {
             name: BundleAgent(
                 name,
@@ -98,6 +101,7 @@ class Stations:
                 clock,
                 deliver=self._deliverer(name),
                 ground=True,
+                security=security,
             )
             for name in plan.stations
         }
@@ -234,15 +238,24 @@ class BundleLink:
         return self.stations.heard.get(satellite)
 
     def command(
-        self, satellite: str, kind: str | None, args: dict[str, Any], packet: bytes | None
+        self,
+        satellite: str,
+        kind: str | None,
+        args: dict[str, Any],
+        packet: bytes | None,
+        arrives: np.datetime64,
     ) -> dict[str, Any]:
         """Seal an operator's command (or take a raw packet) and send it up as a bundle:
-        it is queued for a contact, and the satellite authenticates it on arrival."""
-        if kind == CommandKind.ROTATE_KEY:
-            raise InputError("rotate-key is not carried over the testbed's links yet")
+        the station holds it until a contact carries it (the plan says ``arrives``), and
+        the satellite authenticates it, acts on it and reports it in its housekeeping.
+        ``rotate-key`` rekeys over the air: commands sealed after it use the new key, so
+        one that reaches the satellite before the rotation itself is refused there."""
         if packet is None:
             command = Command(kind or "", args)
-            packet = self.stations.seal(satellite, lambda keys: keys.seal(command))
+            rekey = kind == CommandKind.ROTATE_KEY
+            packet = self.stations.seal(
+                satellite, lambda keys: keys.rotate() if rekey else keys.seal(command)
+            )
         station = self.stations.best_uplink(satellite, len(packet))
         bundle = self.stations.uplink(station, satellite, Service.COMMAND, packet)
         return {

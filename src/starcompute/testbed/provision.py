@@ -1,6 +1,7 @@
 """Provisioning a testbed run, as satellites are provisioned before launch: every node
-gets its data directory (identity, the contact plan, its own telecommand key, its model
-weights), mission control gets the matching ground keys.
+gets its data directory (identity, the contact plan, its own master key and the session
+key derived from it for telecommands and BPSec, its model weights), mission control gets
+the matching ground keys.
 
 Weights are hard-linked from one checkpoint into every node's ``model/`` folder: each
 node loads its own files, memory-mapped, and nodes on one host share the pages (the
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from starcompute.links.contact_plan import ContactPlan
 from starcompute.node.config import KEYS, MODEL, PLAN, NodeConfig
-from starcompute.security.telecommand import GroundKeys, Key, SatelliteKeys
+from starcompute.security.telecommand import GroundKeys, SatelliteKeys, new_master
 from starcompute.testbed.config import Testbed
 
 GROUND_KEYS = "keys.json"
@@ -56,8 +57,8 @@ def provision(
     ground.mkdir(parents=True, exist_ok=True)
     keys: dict[str, dict[str, object]] = {}
     for name, role in roles.items():
-        key = Key.generate(1)
-        keys[name] = GroundKeys(key).to_dict()
+        master = new_master()
+        keys[name] = GroundKeys.provision(master).to_dict()
         data = tb.node_dir(name)
         NodeConfig(
             name=name,
@@ -73,7 +74,9 @@ def provision(
             telemetry_s=tb.telemetry_s,
         ).save(data)
         shutil.copy2(tb.run / PLAN, data / PLAN)
-        (data / KEYS).write_text(json.dumps(SatelliteKeys(key).to_dict()), encoding="utf-8")
+        (data / KEYS).write_text(
+            json.dumps(SatelliteKeys.provision(master).to_dict()), encoding="utf-8"
+        )
         if role != "relay" and checkpoint is not None:
             link_model(checkpoint, data / MODEL)
     (ground / GROUND_KEYS).write_text(json.dumps(keys), encoding="utf-8")
