@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 WEB    := src/starcompute/gateway/static/BUILD.json
 
-.PHONY: demo test install web browser lint typecheck unit bench fuzz soak clean
+.PHONY: demo test install web browser lint typecheck unit bench fuzz soak chaos clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,10 @@ fuzz: $(STAMP)
 # the gateway under 200 concurrent clients for 10 minutes with faults (not in `make test`)
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py --clients 200 --minutes 10
+
+# the testbed's processes killed and restarted at random under 100 clients (not in `make test`)
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py --clients 100 --minutes 10 --kill-every-s 20
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

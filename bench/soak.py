@@ -140,7 +140,7 @@ async def _client(
         k += 1
         key = f"soak-{n}-{k}"
         body = {
-            "model": "smollm2",
+            "model": args.model,
             "messages": [{"role": "user", "content": rng.choice(PROMPTS)}],
             "max_tokens": rng.randint(4, args.max_tokens),
             "stream": rng.random() < 0.5,
@@ -361,6 +361,7 @@ def main() -> None:
     p.add_argument("--grace-s", type=float, default=180.0, help="time to finish after the run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
+    p.set_defaults(model="smollm2")  # the --model-id it serves
     args = p.parse_args()
     if args.clients < 1 or not args.minutes > 0 or args.attempts < 1 or args.max_tokens < 4:
         p.error("--clients >= 1, --minutes > 0, --attempts >= 1 and --max-tokens >= 4")

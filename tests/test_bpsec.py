@@ -19,6 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from starcompute.dtn.bpsec import (
+    CONFIDENTIAL,
     CONTEXT_BIB_HMAC_SHA2,
     PAYLOAD_HEADER,
     Asb,
@@ -113,7 +114,7 @@ def test_round_trip_through_the_wire(ends: tuple[Bpsec, Bpsec], service: Service
     wire = decode(encode(sent.forwarded_by(Eid(150, 0))))  # a relay's copy
     got = (sat if up else ground).accept(wire)
     assert got.payload == plain.payload and got.blocks == ()
-    encrypted = service in (Service.JOB, Service.ANSWER)
+    encrypted = service in CONFIDENTIAL  # jobs, answers, model parts
     assert (plain.payload not in encode(sent)) == encrypted
     kinds = sorted(b.kind for b in sent.blocks)
     assert kinds == ([BLOCK_BIB, BLOCK_BCB] if encrypted else [BLOCK_BIB])

@@ -362,6 +362,58 @@ def test_the_emulator_killed_and_restarted_loses_no_bundle(testbed: RunningTestb
     assert seqs == list(range(len(seqs)))
 
 
+def _tiny_checkpoint(folder: Path, like: Path) -> Path:
+    """A one-layer random model of SmolLM2's architecture and tokenizer (~7 MB)."""
+    import shutil
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = json.loads((like / "config.json").read_text())
+    config.update(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                  num_attention_heads=2, num_key_value_heads=1, head_dim=16)  # fmt: skip
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(**config)).to(torch.bfloat16)
+    model.save_pretrained(folder)
+    for f in like.iterdir():
+        if f.name not in ("config.json", "model.safetensors") and f.is_file():
+            shutil.copy2(f, folder / f.name)
+    return folder
+
+
+def test_upload_model_installs_weights_that_the_node_then_serves(
+    testbed: RunningTestbed, tmp_path: Path
+) -> None:
+    """Issue 19: upload-model sends a checkpoint up in parts and the command naming its
+    digest; each node installs it and answers with it from then on (a random one-layer
+    model answers differently from SmolLM2), and reports it in its housekeeping."""
+    ask = {"model": MODEL, "max_tokens": 8, "temperature": 0,
+           "messages": [{"role": "user", "content": "What is the capital of France?"}]}  # fmt: skip
+    before = _client(testbed).chat.completions.create(**ask).choices[0].message.content
+    tiny = _tiny_checkpoint(tmp_path / "tiny", testbed.run / "nodes" / testbed.nodes[0] / "model")
+    url = testbed.url + "/api/telecommands"
+    for sat in testbed.nodes:
+        cmd = {"satellite": sat, "command": "upload-model", "wait": True,
+               "args": {"path": str(tiny), "name": "tiny-random"}}  # fmt: skip
+        sent = httpx.post(url, json=cmd, timeout=60)
+        assert sent.status_code == 200, sent.text
+        assert sent.json()["parts"] >= 2 and sent.json()["name"] == "tiny-random"
+    deadline = time.monotonic() + 180
+    while any(
+        _telemetry(testbed, s).get("model", {}).get("name") != "tiny-random" for s in testbed.nodes
+    ):
+        assert time.monotonic() < deadline, "the nodes did not report the uploaded model"
+        time.sleep(0.5)
+    after = _client(testbed).chat.completions.create(**ask)
+    assert after.choices[0].message.content != before
+    sat = after.model_extra["starcompute"]["trace"]["serving_satellite"]
+    model_dir = testbed.run / "nodes" / sat / "model"
+    assert json.loads((model_dir / "config.json").read_text())["hidden_size"] == 32
+    bad = {"satellite": sat, "command": "upload-model", "args": {"path": str(tmp_path / "nope")}}
+    r = httpx.post(url, json={**bad, "wait": True}, timeout=30)
+    assert r.status_code == 400 and "checkpoint" in r.json()["error"]["message"]
+
+
 def test_stopping_the_launcher_leaves_no_process_behind(tmp_path: Path) -> None:
     """SIGKILL the launcher itself: every child follows it."""
     run = tmp_path / "run"

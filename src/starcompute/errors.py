@@ -11,6 +11,7 @@
     │   ├── BundleError               a BPv7 bundle that cannot be accepted (``reason``)
     │   ├── JobError                  a job a satellite must not run (``reason``)
     │   ├── TelecommandError          a telecommand a satellite refuses (``reason``)
+    │   ├── UploadError               a model upload a satellite refuses (``reason``)
     │   └── IdempotencyError          an Idempotency-Key that cannot be used
     ├── PropagationError              a satellite SGP4 cannot propagate (decayed, ...)
     ├── QueueFullError                too many requests in flight (``retry_after_s``)
@@ -89,6 +90,12 @@ class TelecommandError(_RefusedError):
     """A telecommand the satellite refuses (tampered, forged, replayed, stale, ...)."""
 
     what = "telecommand rejected"
+
+
+class UploadError(_RefusedError):
+    """A model upload (a part, or the command naming it) the satellite refuses."""
+
+    what = "model upload refused"
 
 
 class IdempotencyError(InputError):

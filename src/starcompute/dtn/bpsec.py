@@ -1,8 +1,8 @@
 """BPSec (RFC 9172) with its default security contexts (RFC 9173), per node keys.
 
 Every bundle carries a Block Integrity Block (BIB, type 11, context BIB-HMAC-SHA2) made
-by its source; query and answer payloads (the job and answer services) are also
-encrypted in place under a Block Confidentiality Block (BCB, type 12, context
+by its source; query and answer payloads (the job and answer services) and model
+weights are also encrypted in place under a Block Confidentiality Block (BCB, type 12, context
 BCB-AES-GCM), whose authentication tag covers the primary block and both block headers
 as associated data. Security blocks travel unchanged through relays and are checked
 where the bundle is delivered (the security acceptor); a bundle without them, or whose
@@ -68,7 +68,7 @@ PRIMARY = 0  # the primary block's number as a security target
 PRIMARY_HEADER, PAYLOAD_HEADER = (0, PRIMARY, 0), (BLOCK_PAYLOAD, 1, 0)  # type, number, flags
 BIB_NUMBER, BCB_NUMBER = 4, 5  # after hop count (2) and previous node (3)
 IV_BYTES, TAG_BYTES, SECRET_BYTES = 12, 16, 32
-CONFIDENTIAL = frozenset({Service.JOB, Service.ANSWER})  # queries and answers
+CONFIDENTIAL = frozenset({Service.JOB, Service.ANSWER, Service.MODEL})  # queries, answers, weights
 
 
 @dataclass(frozen=True, slots=True)

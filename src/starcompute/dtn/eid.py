@@ -28,6 +28,7 @@ class Service(IntEnum):
     ANSWER = 2  # answer chunks, to mission control
     TELEMETRY = 3  # housekeeping, to mission control
     COMMAND = 4  # operator telecommands, to a satellite
+    MODEL = 5  # parts of a model upload, to a satellite
 
 
 @dataclass(frozen=True, slots=True, order=True)

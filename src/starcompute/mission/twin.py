@@ -25,7 +25,7 @@ from starcompute.compute.cards import load_card
 from starcompute.compute.engine import Engine
 from starcompute.compute.perf import ComputeTarget, PerformanceModel
 from starcompute.dtn.bundle import dtn_ms, from_dtn_ms
-from starcompute.errors import TelecommandError, UnavailableError
+from starcompute.errors import InputError, TelecommandError, UnavailableError
 from starcompute.mission.control import Mission, Trace
 from starcompute.mission.health import profile
 from starcompute.mission.live import CONTACT_SLACK_S, GroundSegment
@@ -174,6 +174,11 @@ class TwinLink:
         with the verdict (TelecommandError when the satellite refuses it: a raw packet
         that is forged, tampered, replayed, ...), or at its next contact (queued; the
         verdict is counted on board then)."""
+        if kind == CommandKind.UPLOAD_MODEL:
+            raise InputError(
+                "upload-model needs the testbed (`starcompute testbed --serve`): the twin "
+                "serves one local engine for every satellite"
+            )
         if packet is None:
             ground = self.commands.ends(satellite)[0]
             command = Command(kind or "", args)

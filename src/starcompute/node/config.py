@@ -7,6 +7,7 @@
       contact-plan.json  the contact plan it was given (its routing knows nothing else)
       keys.json          its telecommand key as provisioned (SDLS-style, per satellite)
       model/             its weights (config.json, tokenizer, model.safetensors)
+      uploads/DIGEST/    a model upload's parts as they arrive (node.uploads)
       node.sqlite        bundle store (custody), jobs, counters, key and anti-replay state
       clock.json         the clock's epoch, written by the testbed once every process is up
 """

@@ -64,12 +64,13 @@ def load(data: Path, **overrides: Any) -> Loaded:
     return Loaded(data, config, plan, keys)
 
 
-def _engine(loaded: Loaded) -> Any:
+def _engine(loaded: Loaded, model: Path) -> Any:
+    """The node's engine on the model in ``model`` (its own, or one uploaded later)."""
     from starcompute.compute.backends import load_engine
 
     cfg = loaded.config
     options = {"max_batch": cfg.max_batch} if cfg.backend == "transformers" else {}
-    engine = load_engine(cfg.backend, loaded.data / MODEL, threads=cfg.threads, **options)
+    engine = load_engine(cfg.backend, model, threads=cfg.threads, **options)
     if not cfg.seu_protect:
         return engine
     from starcompute.security.seu import ProtectedEngine
@@ -97,11 +98,14 @@ def _onboard(loaded: Loaded, engine: Any) -> Onboard:
 
 
 def build(loaded: Loaded) -> Node:
-    engine = None if loaded.config.role == "relay" else _engine(loaded)
+    engine = None if loaded.config.role == "relay" else _engine(loaded, loaded.data / MODEL)
     store = BundleStore(loaded.data / DB)
     onboard = _onboard(loaded, engine)
     clock = loaded.config.clock(loaded.data)
-    return Node(loaded.config, loaded.plan, store, loaded.keys, engine, onboard, clock=clock)
+    return Node(
+        loaded.config, loaded.plan, store, loaded.keys, engine, onboard, clock=clock,
+        data=loaded.data, loader=lambda model: _engine(loaded, model),
+    )  # fmt: skip
 
 
 async def serve(nodes: list[Node], datas: list[Path]) -> None:

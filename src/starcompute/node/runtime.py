@@ -12,9 +12,10 @@ its radio, the link emulator), the contact plan it was given, its own clock and 
 * A bundle for its command service is an operator's telecommand, opened with the same
   keys and then carried out: ``set-config`` changes the settings in ``SETTABLE`` (kept
   in the journal, so they survive a restart), ``rotate-key`` rekeys over the air
-  (``security.telecommand``); each outcome is counted and reported at once in a
-  housekeeping bundle (the command's verification), as every ``telemetry_s`` orbit
-  seconds.
+  (``security.telecommand``), ``upload-model`` installs the weights whose parts came to
+  its model service (``node.uploads``) and serves them from then on; each outcome is
+  counted and reported at once in a housekeeping bundle (the command's verification),
+  as every ``telemetry_s`` orbit seconds.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from starcompute.compute.cards import load_card
@@ -35,14 +38,15 @@ from starcompute.dtn.eid import MISSION_CONTROL, Eid, NodeNames, Service
 from starcompute.dtn.links import EmulatedLinks, Links
 from starcompute.dtn.router import ContactRouter
 from starcompute.dtn.store import BundleStore, Stored
-from starcompute.errors import InputError, JobError, TelecommandError
+from starcompute.errors import InputError, JobError, TelecommandError, UploadError
 from starcompute.links.contact_plan import ContactPlan
-from starcompute.node.config import NodeConfig, parse_address
+from starcompute.node.config import MODEL, NodeConfig, parse_address
 from starcompute.node.jobs import Chunk, Query, open_job
 from starcompute.node.journal import Journal
 from starcompute.node.pace import Pace
 from starcompute.node.runner import JobRunner
 from starcompute.node.state import Onboard
+from starcompute.node.uploads import Uploads, check_command
 from starcompute.security.telecommand import Command, CommandKind, SatelliteKeys
 from starcompute.spacecraft.hardware import HardwareProfile
 from starcompute.times import OrbitClock, format_utc, offsets_s
@@ -70,8 +74,14 @@ class Node:
         onboard: Onboard | None = None,
         links: Links | None = None,
         clock: OrbitClock | None = None,
+        data: Path | None = None,
+        loader: Callable[[Path], Engine] | None = None,
     ) -> None:
-        self.plan, self.store = plan, store
+        """``data``: the node's data directory (model uploads land there); ``loader``:
+        builds an engine from a model directory (to serve an uploaded model)."""
+        self.plan, self.store, self.data, self.loader = plan, store, data, loader
+        self.uploads = Uploads(data) if data is not None else None
+        self._installing = asyncio.Lock()
         self.clock = clock or config.clock()
         self.journal = Journal(store.db)
         self.config = config.override(**(self.journal.get("config") or {}))  # commanded
@@ -133,6 +143,9 @@ class Node:
         if bundle.destination.service == Service.COMMAND:
             self._command(stored)
             return
+        if bundle.destination.service == Service.MODEL:
+            await self._model_part(stored)
+            return
         if bundle.destination.service != Service.JOB or self.runner is None:
             what = "no engine" if self.runner is None else f"service {bundle.destination.service}"
             self.store.count(f"rejected:not-served ({what})")
@@ -171,9 +184,10 @@ class Node:
         else:
             try:
                 self._act(command)
-                self.store.count(f"commands-applied:{command.kind}")
+                if command.kind != CommandKind.UPLOAD_MODEL:  # counted once installed
+                    self.store.count(f"commands-applied:{command.kind}")
                 log.info("%s: applied telecommand %s", self.config.name, command.kind)
-            except TelecommandError as exc:
+            except (TelecommandError, UploadError) as exc:
                 self.store.count(f"commands-failed:{exc.reason}")
                 log.warning("%s: %s", self.config.name, exc)
         self.journal.save_keys(self.keys.to_dict())
@@ -184,7 +198,11 @@ class Node:
         if command.kind == CommandKind.SET_CONFIG:
             self._set_config(command.args)
         elif command.kind == CommandKind.UPLOAD_MODEL:
-            raise TelecommandError("not-built", "upload-model: weights cannot be uplinked yet")
+            if self.uploads is None or self.loader is None or self.runner is None:
+                raise UploadError("no-engine", "this node serves no model")
+            name, digest, files = check_command(command.args)
+            self.journal.put("upload", {"name": name, "digest": digest, "files": files})
+            self._tasks.append(asyncio.create_task(self._install()))
         elif command.kind == CommandKind.RUN_JOB:
             raise TelecommandError("no-query", "run-job comes bound to its query (job service)")
         # rotate-key: done by the keys themselves when they opened it
@@ -209,6 +227,49 @@ class Node:
                 self.config.max_batch,
                 self.config.max_tokens,
             )
+
+    async def _model_part(self, stored: Stored) -> None:
+        """A part of a model upload: written down; the upload is installed once it is
+        complete and its command verified."""
+        try:
+            if self.uploads is None:
+                raise UploadError("no-engine", "this node keeps no model")
+            self.uploads.receive(stored.bundle.payload)
+            self.store.count("model-parts")
+        except UploadError as exc:
+            self.store.count(f"commands-failed:{exc.reason}")
+        self.agent.release(stored)
+        if self.journal.get("upload"):
+            await self._install()
+
+    async def _install(self) -> None:
+        """Install the commanded upload if all of it is here, then serve it."""
+        assert self.uploads is not None and self.data is not None and self.loader is not None
+        loop = asyncio.get_running_loop()
+        async with self._installing:
+            pending = self.journal.get("upload")
+            if not pending:
+                return
+            digest = pending["digest"]
+            if not await loop.run_in_executor(
+                None, self.uploads.complete, digest, pending["files"]
+            ):
+                return  # parts still on their way
+            self.uploads.install(digest, self.data / MODEL)
+            self.journal.put("model", {"name": pending["name"], "digest": digest})
+            self.journal.put("upload", {})
+            try:
+                engine = await loop.run_in_executor(None, self.loader, self.data / MODEL)
+            except Exception as exc:  # e.g. weights the engine cannot load: keep serving
+                self.store.count("commands-failed:unloadable-model")
+                log.warning("%s: the uploaded model does not load: %s", self.config.name, exc)
+                return
+            self.engine = engine
+            if self.runner is not None:
+                self.runner.engine = engine  # the next batch runs on it
+            self.store.count("commands-applied:upload-model")
+            log.info("%s: now serving %s (%s)", self.config.name, pending["name"], digest[:12])
+            self._report_now.set()
 
     def _emit(self, stored: Stored, chunk: Chunk) -> None:
         """An answer chunk leaves for the ground (custody: it is in the store first)."""
@@ -245,6 +306,7 @@ class Node:
                 "key_id": self.keys.active.key_id,
             },
             "config": {k: getattr(self.config, k) for k in SETTABLE},
+            "model": self.journal.get("model") or {"name": "as provisioned"},
             "store": self.store.sizes(),
         }
         if self.onboard is not None:

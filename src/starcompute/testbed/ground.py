@@ -36,6 +36,7 @@ from starcompute.links.contact_plan import ContactPlan
 from starcompute.mission.control import Trace
 from starcompute.mission.spacelink import Arrival
 from starcompute.node.jobs import Chunk, Query, seal_job
+from starcompute.node.uploads import PART_BYTES, check_command, digest_of, manifest, parts
 from starcompute.security.telecommand import Command, CommandKind, GroundKeys
 from starcompute.times import OrbitClock, format_utc
 
@@ -249,7 +250,11 @@ class BundleLink:
         the station holds it until a contact carries it (the plan says ``arrives``), and
         the satellite authenticates it, acts on it and reports it in its housekeeping.
         ``rotate-key`` rekeys over the air: commands sealed after it use the new key, so
-        one that reaches the satellite before the rotation itself is refused there."""
+        one that reaches the satellite before the rotation itself is refused there.
+        ``upload-model`` (``args``: ``path`` of a checkpoint directory here, ``name``) sends
+        the files up in parts first, then the command naming their digest."""
+        if kind == CommandKind.UPLOAD_MODEL and packet is None:
+            return self._upload(satellite, args)
         if packet is None:
             command = Command(kind or "", args)
             rekey = kind == CommandKind.ROTATE_KEY
@@ -262,6 +267,31 @@ class BundleLink:
             "accepted": None,
             "state": "queued",
             "bundle": bundle.id,
+            "packet_hex": packet.hex(),
+        }
+
+    def _upload(self, satellite: str, args: dict[str, Any]) -> dict[str, Any]:
+        path = args.get("path")
+        if not isinstance(path, str) or not Path(path).is_dir():
+            raise InputError("upload-model needs args.path: a checkpoint directory on the ground")
+        files = manifest(Path(path))
+        doc = {"name": str(args.get("name") or Path(path).name), "digest": digest_of(files)}
+        command = Command(CommandKind.UPLOAD_MODEL, {**doc, "files": files})
+        check_command(command.args)  # a bad name is refused here, not on board
+        packet = self.stations.seal(satellite, lambda keys: keys.seal(command))
+        station = self.stations.best_uplink(satellite, PART_BYTES)
+        sent = [
+            self.stations.uplink(station, satellite, Service.MODEL, part)
+            for part in parts(Path(path), files)
+        ]
+        bundle = self.stations.uplink(station, satellite, Service.COMMAND, packet)
+        return {
+            "accepted": None,
+            "state": "queued",
+            "bundle": bundle.id,
+            **doc,
+            "parts": len(sent),
+            "bytes": sum(f["bytes"] for f in files.values()),
             "packet_hex": packet.hex(),
         }
 

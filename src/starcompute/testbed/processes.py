@@ -160,12 +160,15 @@ async def _gateway(tb: Testbed, segment: Any, model_id: str, stations: Any) -> A
     import uvicorn
 
     from starcompute.gateway.app import SHUTDOWN_GRACE_S, create_app
+    from starcompute.gateway.idempotency import Idempotency
     from starcompute.links.czml import czml_document
+    from starcompute.testbed.provision import ground_dir
 
     app = create_app(
         segment,
         model_id,
         czml=lambda m: czml_document(m.const, stations, m.plan, m.eph, tb.time_scale),
+        idempotency=Idempotency(path=ground_dir(tb) / "requests.sqlite"),  # survives a crash
     )
     host, port = parse_address(tb.gateway, "gateway")
     config = uvicorn.Config(
