@@ -13,6 +13,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
+from starcompute.errors import InputError
 from starcompute.train.config import TrainConfig
 from starcompute.train.run import resume_run, train_runs
 
@@ -92,6 +93,36 @@ def test_syncs_happen_only_when_the_contact_plan_joins_the_workers(
         assert r.skipped or any(len(s.participants) < 4 for s in r.syncs)
     else:  # sync DP had to wait for links: more orbit time than compute and transfers
         assert r.orbit_s > r.config.steps * r.step_s + sum(s.duration_s for s in r.syncs) + 60
+        assert r.links_wait_s > 60 and r.summary()["links_wait_s"] > 60  # and says so
+
+
+def test_a_timing_model_gives_the_run_the_orbit_time_of_a_real_model() -> None:
+    """Issue 20 (3): each inner step takes the orbital seconds Qwen3-0.6B's step would
+    (6 x matmul parameters x tokens over the training hardware's bf16 peak x MFU), so a
+    15-step run spans more than an orbit and eclipses pause it; the tiny model still
+    computes the loss."""
+    from starcompute.compute.cards import load_card
+    from starcompute.compute.perf import ComputeTarget
+    from starcompute.orbits.constellation import load_constellation
+    from starcompute.spacecraft.hardware import load_hardware
+
+    cfg = dataclasses.replace(
+        SMALL, steps=15, step_s=None, timing_card="qwen3-0.6b", timing_tokens=2**23
+    )
+    (r,) = train_runs(cfg, ["diloco"], "three-body-12")
+    const = load_constellation("three-body-12")
+    hw = ComputeTarget.from_profile(load_hardware(const.hardware[0]))
+    flops = 6.0 * load_card("qwen3-0.6b").matmul_params_per_token() * 2**23
+    assert r.step_s == pytest.approx(flops / (hw.ops_per_s("bf16") * hw.prefill_efficiency))
+    a_m = 6_378_137.0 + 1e3 * float(np.mean(const.mean_altitude_km()))
+    period_s = 2 * np.pi * np.sqrt(a_m**3 / 3.986004418e14)  # Kepler's third law
+    assert r.orbit_s > period_s > 5000
+    assert r.paused_s > 0  # at least one eclipse fell inside the run
+    assert r.final_eval_loss < r.init_eval_loss
+    with pytest.raises(InputError, match="either a step time or a timing model"):
+        dataclasses.replace(cfg, step_s=1.0)
+    with pytest.raises(InputError, match=r"qwen3-0\.6b"):
+        dataclasses.replace(cfg, timing_card="qwen9")
 
 
 def test_a_lost_worker_does_not_stop_training(patchy: str) -> None:

@@ -89,6 +89,18 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--step-s", type=float, help="orbital seconds per inner step (default: performance model)"
     )
+    p.add_argument(
+        "--timing-model",
+        metavar="CARD",
+        help="the clock of a real model: each inner step takes the orbital seconds this "
+        "model card's training step would on the hardware (e.g. qwen3-0.6b)",
+    )
+    p.add_argument(
+        "--timing-tokens",
+        type=int,
+        default=d.timing_tokens,
+        help=f"tokens per step and satellite of the timing model ({d.timing_tokens:,})",
+    )
     p.add_argument("--straggler-wait-s", type=float, help="default: H x step time / 2")
     p.add_argument("--no-eclipse-pause", action="store_true", help="compute in eclipse too")
     p.add_argument(
@@ -128,6 +140,8 @@ def _config(args: argparse.Namespace, method: str) -> TrainConfig:
         corpus=args.corpus,
         seed=args.seed,
         step_s=args.step_s,
+        timing_card=args.timing_model,
+        timing_tokens=args.timing_tokens,
         straggler_wait_s=args.straggler_wait_s,
         pause_in_eclipse=not args.no_eclipse_pause,
         drops=tuple(parse_drop(x) for x in args.drop),

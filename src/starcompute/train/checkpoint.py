@@ -65,6 +65,7 @@ def _state_doc(state: RunState) -> dict[str, Any]:
         "rows": [asdict(r) for r in state.rows],
         "dropped": [list(d) for d in state.dropped],
         "paused_s": float(state.paused_s),
+        "links_wait_s": float(state.links_wait_s),
     }
 
 
@@ -80,6 +81,7 @@ def _state_from(doc: dict[str, Any]) -> RunState:
         rows=[Row(**r) for r in doc["rows"]],
         dropped=[(int(w), int(s)) for w, s in doc["dropped"]],
         paused_s=doc["paused_s"],
+        links_wait_s=doc.get("links_wait_s", 0.0),
     )
 
 

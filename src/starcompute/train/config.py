@@ -42,6 +42,11 @@ class TrainConfig:
     seed: int = 0
     eval_windows: int = 64
     step_s: float | None = None  # orbital seconds per inner step; None: performance model
+    # the clock of a real model: each inner step takes the orbital seconds that this card's
+    # model would take for timing_tokens tokens on the satellite's hardware (the tiny model
+    # still computes the loss); None: the tiny model's own (microseconds)
+    timing_card: str | None = None
+    timing_tokens: int = 2**20
     straggler_wait_s: float | None = None  # None: half of inner_steps x step_s
     pause_in_eclipse: bool = True
     drops: tuple[tuple[int, int], ...] = field(default=())  # (worker, inner step) lost
@@ -67,6 +72,13 @@ class TrainConfig:
             raise InputError(f"learning rate must be within (0, 1], got {self.lr}")
         if self.step_s is not None and not 0.0 < self.step_s <= 86400.0:
             raise InputError(f"step time must be within (0, 86400] s, got {self.step_s}")
+        if self.timing_card is not None:
+            if self.step_s is not None:
+                raise InputError("give either a step time or a timing model, not both")
+            from starcompute.compute.cards import load_card
+
+            load_card(self.timing_card)  # InputError naming the cards there are
+        _positive_int("timing tokens", self.timing_tokens)
         if self.straggler_wait_s is not None and self.straggler_wait_s < 0:
             raise InputError(f"straggler wait must be >= 0 s, got {self.straggler_wait_s}")
         for worker, step in self.drops:

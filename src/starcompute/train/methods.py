@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from starcompute.compute.cards import load_card
 from starcompute.errors import InputError, StarcomputeError
 from starcompute.train import checkpoint
 from starcompute.train.config import OUTER, TrainConfig
@@ -80,6 +81,7 @@ class RunState:
     rows: list[Row] = field(default_factory=list)
     dropped: list[tuple[int, int]] = field(default_factory=list)  # (worker, step)
     paused_s: float = 0.0
+    links_wait_s: float = 0.0  # orbital seconds syncs waited for the laser links to join
 
 
 @dataclass(slots=True)
@@ -112,8 +114,13 @@ class Run:
         self.warmup = 0 if self.cfg.pretrain_steps else min(WARMUP_STEPS, self.cfg.steps // 10)
         if self.step_s is None:
             hardware = self.orbit.const.hardware[self.orbit.workers[0]]
-            tokens = self.cfg.batch * self.cfg.window
-            self.step_s = step_seconds(n_params(self.global_model), tokens, hardware)
+            if self.cfg.timing_card is not None:  # the clock of the real model
+                card = load_card(self.cfg.timing_card)
+                params = float(card.matmul_params_per_token())
+                self.step_s = step_seconds(params, self.cfg.timing_tokens, hardware)
+            else:
+                tokens = self.cfg.batch * self.cfg.window
+                self.step_s = step_seconds(n_params(self.global_model), tokens, hardware)
 
     @property
     def step_time_s(self) -> float:
@@ -152,13 +159,14 @@ class Run:
             return True
         return False
 
-    def wait_for_links(self, t_s: float, members: list[int]) -> float:
+    def wait_for_links(self, state: RunState, t_s: float, members: list[int]) -> float:
         t = self.orbit.next_connected_s(t_s, members, CONNECT_LIMIT_S)
         if t is None:
             raise InputError(
                 f"the laser links never join workers {members} within a day of t = {t_s:.0f} s: "
                 "choose fewer workers or a constellation whose training satellites connect"
             )
+        state.links_wait_s += t - t_s
         return t
 
     def result(self, state: RunState, wall_s: float) -> TrainResult:
@@ -175,6 +183,7 @@ class Run:
             bytes_sent=state.bytes_sent,
             orbit_s=state.t_s,
             paused_s=state.paused_s,
+            links_wait_s=state.links_wait_s,
             wall_s=wall_s,
         )
 
@@ -211,11 +220,13 @@ def _inner_round(run: Run, state: RunState, workers: list[Worker], h: int) -> li
     return losses
 
 
-def _arrivals(run: Run, alive: list[Worker], final: bool) -> tuple[float, list[Worker]]:
+def _arrivals(
+    run: Run, state: RunState, alive: list[Worker], final: bool
+) -> tuple[float, list[Worker]]:
     """When the sync opens and who is ready by then."""
     if final:
         t = max(w.t_s for w in alive)
-        return run.wait_for_links(t, [w.index for w in alive]), alive
+        return run.wait_for_links(state, t, [w.index for w in alive]), alive
     wait = run.cfg.straggler_wait_s
     wait = 0.5 * run.cfg.inner_steps * run.step_time_s if wait is None else wait
     deadline = min(w.t_s for w in alive) + wait
@@ -249,7 +260,7 @@ def _outer_sync(
     run: Run, state: RunState, outer: torch.optim.Optimizer, workers: list[Worker]
 ) -> int:
     alive = [w for w in workers if w.alive]
-    t, arrived = _arrivals(run, alive, final=state.step >= run.cfg.steps)
+    t, arrived = _arrivals(run, state, alive, final=state.step >= run.cfg.steps)
     coord, ids = run.orbit.component(t, [w.index for w in arrived])
     members = [w for w in arrived if w.index in ids]
     if len(members) < 2 <= len(alive):
@@ -328,7 +339,7 @@ def train_sync(run: Run, resume: Path | None = None) -> TrainResult:
         losses.append(train_step(model, opt, (torch.cat(xs), torch.cat(ys)), run.lr(state.step)))
         t += run.step_time_s
         if len(ready) > 1:
-            t = run.wait_for_links(t, ready)
+            t = run.wait_for_links(state, t, ready)
             duration = run.orbit.sync_duration_s(t, min(ready), ready, run.payload_bytes)
             state.syncs.append(Sync(t, duration, min(ready), ready, run.payload_bytes))
             state.bytes_sent += 2.0 * (len(ready) - 1) * run.payload_bytes

@@ -43,6 +43,7 @@ class TrainResult:
     orbit_s: float
     paused_s: float
     wall_s: float
+    links_wait_s: float = 0.0
 
     @property
     def final_eval_loss(self) -> float:
@@ -66,6 +67,7 @@ class TrainResult:
             "step_s": self.step_s,
             "orbit_s": round(self.orbit_s, 3),
             "paused_s": round(self.paused_s, 3),
+            "links_wait_s": round(self.links_wait_s, 3),
             "sync_s": round(sum(s.duration_s for s in self.syncs), 6),
             "wall_s": round(self.wall_s, 2),
             "config": self.config.to_dict(),
