@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import re
 import socket
 import threading
 import time
@@ -330,10 +331,42 @@ def test_dashboard_in_headless_chromium(server: str) -> None:
         assert browser.evaluate("window.starcompute.satellites") == 12
         drawn = "window.starcompute.source.entities.values.filter(e => e.isShowing).length"
         assert browser.evaluate(drawn) >= 12 + 18  # satellites, stations, open links
-        reply = _client(server).chat.completions.create(
-            model="smollm2", messages=[{"role": "user", "content": "Hello!"}], max_tokens=8
+        # one clock: the globe's instant is the orbit clock's (x60: a minute of orbit time
+        # is one wall second)
+        globe = browser.evaluate(
+            "Cesium.JulianDate.toIso8601(window.starcompute.viewer.clock.currentTime)"
         )
-        browser.wait_for(f"!!window.starcompute.viewer.entities.getById('query/{reply.id}')", 30)
+        orbit = httpx.get(server + "/healthz").json()["orbit_time"]
+        assert abs((parse_utc(globe) - parse_utc(orbit)) / np.timedelta64(1, "s")) < 60
+        # the panel counts the links the globe draws at its instant (counted here apart)
+        drawn_links = (
+            "(() => { const t = window.starcompute.linksAt;"
+            " const v = window.starcompute.source.entities.values"
+            "   .filter(e => e.polyline && e.isAvailable(t));"
+            " return [v.filter(e => e.id.startsWith('gl/')).length,"
+            "         v.filter(e => e.id.startsWith('isl/')).length]; })()"
+        )
+        time.sleep(2.5)  # a refresh of the panel
+        panel, drawn_then = browser.evaluate(
+            f"[document.getElementById('links').textContent, {drawn_links}]"
+        )
+        counts = [int(n) for n in re.findall(r"(\d+) (?:ground|laser) links", panel)]
+        assert counts == drawn_then and sum(counts) > 0, panel
+        # a query that must wait for a pass (every station out for 10 orbit minutes) is
+        # drawn while it waits, before its answer is delivered
+        auth = {"Authorization": f"Bearer {KEY}"}
+        for station in [g.name for g in load_stations("china,ksat,aws")]:
+            body = {"kind": "station", "target": station, "minutes": 10}
+            assert httpx.post(server + "/api/failures", json=body, headers=auth).status_code == 200
+        body = {"model": "smollm2", "messages": [{"role": "user", "content": "Hello!"}],
+                "max_tokens": 8, "stream": True}  # fmt: skip
+        with httpx.stream("POST", server + "/v1/chat/completions", json=body, headers=auth,
+                          timeout=120) as r:  # fmt: skip
+            rid = r.headers["x-starcompute-request-id"]
+            browser.wait_for(f"!!window.starcompute.viewer.entities.getById('query/{rid}')", 30)
+            status = httpx.get(f"{server}/api/requests/{rid}", headers=auth).json()["status"]
+            assert status == "running"  # drawn, not delivered yet
+            assert "[DONE]" in r.read().decode()
         time.sleep(1.0)
         shot = browser.screenshot(ARTIFACTS / "dashboard.png")
         assert shot.stat().st_size > 50_000

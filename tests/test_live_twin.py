@@ -15,7 +15,7 @@ from starcompute import load_constellation, load_stations, parse_utc
 from starcompute.compute.engine import GenerationRequest
 from starcompute.mission.control import Mission
 from starcompute.mission.twin import twin_segment
-from starcompute.times import OrbitClock, offsets_s
+from starcompute.times import OrbitClock, format_utc, offsets_s
 
 from fakes import EchoEngine
 
@@ -148,5 +148,31 @@ def test_a_telecommand_to_a_satellite_out_of_contact_is_refused_with_the_next_co
     try:
         out = segment.command(sat, CommandKind.SET_CONFIG, {"max_batch": 4}, None)
         assert out["accepted"] is True
+    finally:
+        segment.close()
+
+
+def test_the_plan_rolls_on_when_the_dashboard_asks_near_its_end() -> None:
+    """Issue 21: the dashboard's scene (/api/czml) is the mission plan for orbit now; near
+    the plan's end asking for it rolls the plan on (as a new request would), so the globe
+    never runs past the end of what it was given; /healthz says which span it is."""
+    const, stations = load_constellation("three-body-12"), load_stations("china")
+    start = parse_utc("2025-11-20T00:00:00Z")
+
+    def build(t: np.datetime64) -> Mission:
+        return Mission.build(const, stations, t, 2 * 3600.0)
+
+    late = start + np.timedelta64(90 * 60, "s")  # 30 min left: under the 1 h deadline
+    segment = twin_segment(build(start), EchoEngine(), OrbitClock(late, SCALE), replan=build)
+    try:
+        assert segment.health()["plan_start"] == format_utc(start)
+        rolled = asyncio.run(segment.current())
+        assert rolled.plan.start >= late - np.timedelta64(60, "s")
+        health = segment.health()
+        assert parse_utc(health["plan_start"]) <= parse_utc(health["orbit_time"])
+        assert parse_utc(health["plan_end"]) - parse_utc(health["orbit_time"]) > np.timedelta64(
+            3600, "s"
+        )
+        assert asyncio.run(segment.current()) is rolled  # not again while far from its end
     finally:
         segment.close()

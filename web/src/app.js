@@ -5,7 +5,10 @@
 // recent queries and batteries. Everything it fetches comes from the gateway.
 "use strict";
 
-const state = { viewer: null, source: null, ready: false, satellites: 0, paths: new Map() };
+const state = {
+  viewer: null, source: null, ready: false, satellites: 0, paths: new Map(),
+  plan: null, links: { ground: 0, laser: 0 },
+};
 window.starcompute = state;
 
 async function start() {
@@ -20,18 +23,24 @@ async function start() {
   });
   viewer.scene.globe.enableLighting = true; // day and night from the Sun's position
   state.viewer = viewer;
-  const source = await Cesium.CzmlDataSource.load("/api/czml");
-  await viewer.dataSources.add(source);
-  state.source = source;
-  state.satellites = source.entities.values.filter((e) => e.id.startsWith("sat/")).length;
+  state.source = new Cesium.CzmlDataSource();
+  await viewer.dataSources.add(state.source);
   await syncClock();
   viewer.camera.flyHome(0);
   state.ready = true;
-  setInterval(syncClock, 30000);
-  setInterval(refreshQueries, 2000);
+  setInterval(syncClock, 5000);
+  setInterval(refreshQueries, 1000);
   setInterval(refreshBatteries, 10000);
-  setInterval(refreshLinks, 10000);
+  setInterval(refreshLinks, 2000);
   refreshQueries(); refreshBatteries(); refreshLinks();
+}
+
+// The scene's plan (positions, sunlight, links) for the mission plan the server runs now:
+// loaded again whenever that plan rolls forward, so the globe never runs off its end.
+async function loadPlan(plan) {
+  await state.source.load("/api/czml");
+  state.plan = plan;
+  state.satellites = state.source.entities.values.filter((e) => e.id.startsWith("sat/")).length;
 }
 
 async function getJson(url) {
@@ -40,9 +49,21 @@ async function getJson(url) {
   return response.json();
 }
 
+// One clock: the globe's follows the orbit clock (instant and rate); every panel reads the
+// globe's instant.
 async function syncClock() {
   const health = await getJson("/healthz");
+  const plan = `${health.plan_start}/${health.plan_end}`;
+  const left_s = (Date.parse(health.plan_end) - Date.parse(health.orbit_time)) / 1000;
+  if (plan !== state.plan || (left_s < 600 && state.rolled !== plan)) {
+    state.rolled = left_s < 600 ? plan : null; // near its end: /api/czml rolls the plan on
+    await loadPlan(plan);
+    const after = await getJson("/healthz");
+    state.plan = `${after.plan_start}/${after.plan_end}`;
+  }
   const clock = state.viewer.clock;
+  clock.clockRange = Cesium.ClockRange.UNBOUNDED; // never loop back to the plan's start
+  clock.clockStep = Cesium.ClockStep.SYSTEM_CLOCK_MULTIPLIER;
   clock.currentTime = Cesium.JulianDate.fromIso8601(health.orbit_time);
   clock.multiplier = health.time_scale;
   clock.shouldAnimate = true;
@@ -106,12 +127,27 @@ async function refreshBatteries() {
       `${(100 * s.battery_soc).toFixed(1)} %`).join("<br>");
 }
 
+// The links the globe draws at its own instant (what the panel counts is what is drawn).
+function linksDrawn(time) {
+  const links = { ground: 0, laser: 0 };
+  for (const e of state.source.entities.values) {
+    if (!e.polyline || !e.isAvailable(time)) continue;
+    if (e.id.startsWith("gl/")) links.ground += 1;
+    else if (e.id.startsWith("isl/")) links.laser += 1;
+  }
+  return links;
+}
+
 async function refreshLinks() {
-  const { ground, isl } = await getJson("/api/contacts?minutes=30");
-  const open = ground.filter((g) => g.open);
+  const { ground } = await getJson("/api/contacts?minutes=30");
+  const now = Cesium.JulianDate.clone(state.viewer.clock.currentTime);
+  state.links = linksDrawn(now);
+  state.linksAt = now; // the instant the panel counted
+  const upcoming = ground.filter((g) => Cesium.JulianDate.lessThan(
+    now, Cesium.JulianDate.fromIso8601(g.aos)));
   document.getElementById("links").innerHTML =
-    `${open.length} ground links open, ${isl.filter((l) => l.open).length} laser links; next passes:<br>` +
-    ground.filter((g) => !g.open).slice(0, 5).map((g) =>
+    `${state.links.ground} ground links open, ${state.links.laser} laser links; next passes:<br>` +
+    upcoming.slice(0, 5).map((g) =>
       `${g.satellite} → ${g.station} at ${g.aos.slice(11, 19)}`).join("<br>");
 }
 

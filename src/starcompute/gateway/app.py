@@ -230,7 +230,7 @@ def create_app(
     async def czml_doc() -> Response:
         if czml is None:
             raise _HttpError(404, "no CZML for this gateway", code="not_found")
-        mission = segment.mission
+        mission = await segment.current()  # the plan for now: rolled on if it nears its end
         if czml_cache.get("mission") is not mission:
             czml_cache["mission"] = mission
             czml_cache["text"] = json.dumps(czml(mission))

@@ -63,7 +63,7 @@ def _clock(name: str, start: np.datetime64, end: np.datetime64, scale: float) ->
             "interval": _interval(start, end),
             "currentTime": _iso(start),
             "multiplier": scale,
-            "range": "LOOP_STOP",
+            "range": "CLAMPED",  # never back to the start: the dashboard loads the next plan
             "step": "SYSTEM_CLOCK_MULTIPLIER",
         },
     }

@@ -178,6 +178,7 @@ class GroundSegment:
         sizes = (job_bytes(query, self.model), answer_bytes(request.max_tokens, self.chunk_tokens))
         trip = _Trip(await self._plan(prompt_tokens, request.max_tokens, *sizes))
         self._trips[request_id] = trip
+        self.log.planned(request_id, trip.trace.to_dict())  # its path, while it travels
         try:
             yield Event("planned", request_id, trace=trip.trace, wall_s=time.perf_counter() - t0)
             arrivals: list[Arrival] = []
@@ -223,6 +224,7 @@ class GroundSegment:
                 attempt += 1
                 trip.trace = await self._plan(prompt_tokens, request.max_tokens, *sizes)
                 trip.trace.replans = attempt
+                self.log.planned(query.query_id, trip.trace.to_dict())
 
     async def _watch(
         self, job: Query, trip: _Trip, request: GenerationRequest
@@ -383,6 +385,14 @@ class GroundSegment:
             self._trips[rid].struck.set()
         return struck
 
+    async def current(self) -> Mission:
+        """The mission plan for orbit now, rolled forward first if the clock nears its end
+        (on the planner thread; a plan that cannot roll is returned as it is)."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(PlanEndedError):
+            await loop.run_in_executor(self.planner, self._current, self.clock.now())
+        return self.mission
+
     def _current(self, at: np.datetime64) -> Mission:
         """The mission plan covering ``at`` plus a deadline (rolled forward if need be;
         runs on the planner thread)."""
@@ -425,10 +435,13 @@ class GroundSegment:
 
     # ------------------------------------------------------------------ views
     def health(self) -> dict[str, Any]:
+        plan = self.mission.plan
         return {
             "status": "ok",
             "model": self.model,
             "orbit_time": format_utc(self.clock.now()),
+            "plan_start": format_utc(plan.start),  # the span /api/czml draws (it rolls on)
+            "plan_end": format_utc(plan.start + np.timedelta64(round(plan.duration_s), "s")),
             "time_scale": self.clock.time_scale,
             "in_flight": self.in_flight,
             "queue_limit": self.max_queue,

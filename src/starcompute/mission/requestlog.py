@@ -84,6 +84,10 @@ class RequestLog:
                 [fields[n] for n in names] + [request_id],
             )
 
+    def planned(self, request_id: str, trace: dict[str, Any]) -> None:
+        """The planned trip of a request still running (the dashboard draws it)."""
+        self.finish(request_id, trace=trace)
+
     def get(self, request_id: str) -> dict[str, Any] | None:
         with self._lock:
             row = self._db.execute(
