@@ -52,6 +52,7 @@ from starcompute.dtn.bundle import (
     Block,
     Bundle,
     cbor_sequence,
+    eid_from_cbor,
     primary_bytes,
 )
 from starcompute.dtn.eid import MISSION_CONTROL, Eid, Service
@@ -126,17 +127,10 @@ def _pairs(value: Any) -> dict[int, Any]:
 
 
 def _source(value: Any) -> Eid:
-    ok = (
-        isinstance(value, list)
-        and len(value) == 2
-        and value[0] == 2
-        and isinstance(value[1], list)
-        and len(value[1]) == 2
-        and all(_uint(v) for v in value[1])
-    )
-    if not ok:
-        raise BundleError("bpsec-block", "the security source is an ipn endpoint")
-    return Eid(value[1][0], value[1][1])
+    try:
+        return eid_from_cbor(value, "the security source")
+    except BundleError as exc:
+        raise BundleError("bpsec-block", exc.detail) from None
 
 
 # ---------------------------------------------------------------- canonical forms

@@ -212,7 +212,8 @@ def _uint(value: Any, what: str) -> int:
     return value
 
 
-def _eid(value: Any, what: str) -> Eid:
+def eid_from_cbor(value: Any, what: str) -> Eid:
+    """An ipn endpoint as CBOR carries it, ``[2, [node, service]]`` (BundleError)."""
     ok = (
         isinstance(value, list)
         and len(value) == 2
@@ -253,8 +254,8 @@ def _primary(item: Any, raw: bytes) -> dict[str, Any]:
     if not (isinstance(created, list) and len(created) == 2):
         raise BundleError("field", "the creation timestamp is [time, sequence]")
     return {
-        "destination": _eid(dst, "destination"),
-        "source": _eid(src, "source"),
+        "destination": eid_from_cbor(dst, "destination"),
+        "source": eid_from_cbor(src, "source"),
         "created_ms": _uint(created[0], "creation time"),
         "sequence": _uint(created[1], "sequence number"),
         "lifetime_ms": _uint(lifetime, "lifetime"),
@@ -308,7 +309,7 @@ def _extension(kind: int, number: int, flags: int, data: bytes, out: dict[str, A
     except Exception as exc:
         raise BundleError("cbor", f"block type {kind}: {exc}") from None
     if kind == BLOCK_PREVIOUS_NODE:
-        out["previous_node"] = _eid(value, "previous node")
+        out["previous_node"] = eid_from_cbor(value, "previous node")
     elif kind == BLOCK_HOP_COUNT:
         if not (isinstance(value, list) and len(value) == 2):
             raise BundleError("field", "the hop-count block holds [limit, count]")

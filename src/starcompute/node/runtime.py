@@ -113,7 +113,7 @@ class Node:
                 self.config.max_batch,
                 on_batch=self._ran,
             )
-            self.runner.max_tokens = self.config.max_tokens
+        self._apply_config()
         self._tasks: list[asyncio.Task[None]] = []
         self._report_now = asyncio.Event()
         self.port = 0
@@ -222,11 +222,13 @@ class Node:
         except InputError as exc:
             raise TelecommandError("bad-config", str(exc)) from None
         self.journal.put("config", {**(self.journal.get("config") or {}), **args})
+        self._apply_config()
+
+    def _apply_config(self) -> None:
+        """The settings the runner reads (telemetry reads ``telemetry_s`` each period)."""
         if self.runner is not None:
-            self.runner.max_batch, self.runner.max_tokens = (
-                self.config.max_batch,
-                self.config.max_tokens,
-            )
+            self.runner.max_batch = self.config.max_batch
+            self.runner.max_tokens = self.config.max_tokens
 
     async def _model_part(self, stored: Stored) -> None:
         """A part of a model upload: written down; the upload is installed once it is
@@ -244,7 +246,8 @@ class Node:
 
     async def _install(self) -> None:
         """Install the commanded upload if all of it is here, then serve it."""
-        assert self.uploads is not None and self.data is not None and self.loader is not None
+        if self.uploads is None or self.data is None or self.loader is None:
+            return  # a node without a data directory or an engine loader installs nothing
         loop = asyncio.get_running_loop()
         async with self._installing:
             pending = self.journal.get("upload")
