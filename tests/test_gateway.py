@@ -331,15 +331,23 @@ def test_dashboard_in_headless_chromium(server: str) -> None:
         assert browser.evaluate("window.starcompute.satellites") == 12
         drawn = "window.starcompute.source.entities.values.filter(e => e.isShowing).length"
         assert browser.evaluate(drawn) >= 12 + 18  # satellites, stations, open links
+
         # one clock: the globe's instant is the orbit clock's (x60: a minute of orbit time
-        # is one wall second)
-        t0 = time.monotonic()
-        globe = browser.evaluate(
-            "Cesium.JulianDate.toIso8601(window.starcompute.viewer.clock.currentTime)"
+        # is one wall second). It is read between two readings of the orbit clock, as of
+        # the globe's last frame, so it is carried forward by the wall time since then.
+        def orbit_s() -> float:
+            orbit = parse_utc(httpx.get(server + "/healthz").json()["orbit_time"])
+            return float((orbit - START) / np.timedelta64(1, "ms")) / 1000
+
+        before_s = orbit_s()
+        globe, frame_age_ms = browser.evaluate(
+            "[Cesium.JulianDate.toIso8601(window.starcompute.viewer.clock.currentTime),"
+            " Date.now() - window.starcompute.tickMs]"
         )
-        orbit = httpx.get(server + "/healthz").json()["orbit_time"]
-        reading_s = 60.0 * (time.monotonic() - t0)  # orbit time the two readings took apart
-        assert abs((parse_utc(globe) - parse_utc(orbit)) / np.timedelta64(1, "s")) < 60 + reading_s
+        after_s = orbit_s()
+        globe_s = float((parse_utc(globe) - START) / np.timedelta64(1, "ms")) / 1000
+        globe_s += 60.0 * frame_age_ms / 1000
+        assert before_s - 10 < globe_s < after_s + 10, (before_s, globe_s, after_s)
         # the panel counts the links the globe draws at its instant (counted here apart)
         drawn_links = (
             "(() => { const t = window.starcompute.linksAt;"

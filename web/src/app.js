@@ -8,6 +8,9 @@
 const state = {
   viewer: null, source: null, ready: false, satellites: 0, paths: new Map(),
   plan: null, links: { ground: 0, laser: 0 },
+  // the orbit clock as the server keeps it: orbit ms at a server wall ms, the rate, and the
+  // server's wall clock less this page's (from the /healthz reading with the shortest trip)
+  anchor: null, tickMs: 0,
 };
 window.starcompute = state;
 
@@ -49,12 +52,25 @@ async function getJson(url) {
   return response.json();
 }
 
-// One clock: the globe's follows the orbit clock (instant and rate); every panel reads the
-// globe's instant.
+// One clock: the globe's instant is the orbit clock's, computed at every frame from the
+// server's clock (orbit = orbit_time + time_scale x wall seconds since), not advanced frame
+// by frame, so a stalled frame or a slow reply never puts it ahead or behind. Pausing the
+// animation widget frees the globe to be scrubbed; playing returns it to the live instant.
+// Every panel reads the globe's instant.
 async function syncClock() {
+  const sent = Date.now();
   const health = await getJson("/healthz");
+  const trip = Date.now() - sent;
   const plan = `${health.plan_start}/${health.plan_end}`;
   const left_s = (Date.parse(health.plan_end) - Date.parse(health.orbit_time)) / 1000;
+  const skew = health.wall_time_unix_s * 1000 - (sent + trip / 2);
+  if (!state.anchor || trip <= state.anchor.trip || Date.now() - state.anchor.at > 600000) {
+    state.anchor = { trip, at: Date.now(), skew }; // the best estimate of the server's clock
+  }
+  Object.assign(state.anchor, {
+    orbitMs: Date.parse(health.orbit_time), wallMs: health.wall_time_unix_s * 1000,
+    scale: health.time_scale,
+  });
   if (plan !== state.plan || (left_s < 600 && state.rolled !== plan)) {
     state.rolled = left_s < 600 ? plan : null; // near its end: /api/czml rolls the plan on
     await loadPlan(plan);
@@ -62,13 +78,28 @@ async function syncClock() {
     state.plan = `${after.plan_start}/${after.plan_end}`;
   }
   const clock = state.viewer.clock;
-  clock.clockRange = Cesium.ClockRange.UNBOUNDED; // never loop back to the plan's start
-  clock.clockStep = Cesium.ClockStep.SYSTEM_CLOCK_MULTIPLIER;
-  clock.currentTime = Cesium.JulianDate.fromIso8601(health.orbit_time);
+  if (!state.live) {
+    state.live = true;
+    clock.clockRange = Cesium.ClockRange.UNBOUNDED; // never loop back to the plan's start
+    clock.clockStep = Cesium.ClockStep.SYSTEM_CLOCK_MULTIPLIER;
+    clock.shouldAnimate = true;
+    clock.onTick.addEventListener(followOrbit);
+    followOrbit(clock);
+  }
   clock.multiplier = health.time_scale;
-  clock.shouldAnimate = true;
   document.getElementById("clock").textContent =
     `orbit time ${health.orbit_time} · ×${health.time_scale} · ${health.in_flight} in flight`;
+}
+
+function orbitNowMs() {
+  const a = state.anchor;
+  return a.orbitMs + a.scale * (Date.now() + a.skew - a.wallMs);
+}
+
+function followOrbit(clock) {
+  if (!clock.shouldAnimate) return; // paused by the user: leave the globe where they put it
+  clock.currentTime = Cesium.JulianDate.fromDate(new Date(orbitNowMs()));
+  state.tickMs = Date.now();
 }
 
 function entityOf(name) {

@@ -440,6 +440,7 @@ class GroundSegment:
             "status": "ok",
             "model": self.model,
             "orbit_time": format_utc(self.clock.now()),
+            "wall_time_unix_s": time.time(),  # the server's clock at that reading
             "plan_start": format_utc(plan.start),  # the span /api/czml draws (it rolls on)
             "plan_end": format_utc(plan.start + np.timedelta64(round(plan.duration_s), "s")),
             "time_scale": self.clock.time_scale,
