@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from starcompute.compute.engine import GenerationRequest, Message
+from starcompute.compute.engine import GenerationRequest
 from starcompute.security.seu import ProtectedEngine, SeuInjector, WeightGuard
 from starcompute.spacecraft.radiation import seu_rate_per_bit_per_day
 from starcompute.train.config import TrainConfig
@@ -56,17 +56,14 @@ def test_exposure_follows_the_radiation_model_rate() -> None:
 def engine():  # type: ignore[no-untyped-def]
     from starcompute.compute.real import TransformersEngine
 
-    return TransformersEngine(max_batch=32)
+    return TransformersEngine(max_batch=64)
 
 
-# An empty system prompt: the chat template's default one would be 16 of each query's 38
-# prompt tokens, and on a CPU the prefill is most of what a 6-token answer costs.
+# Raw prompts of 15 tokens at most and 4-token answers, 64 to a batch: on a CPU the cost of
+# an answer is its prompt's prefill and one decode step per token, and a full batch of 64
+# costs about 1.6 batches of 32 (the chat template alone would add 16 tokens to each).
 BATCH = [
-    GenerationRequest(
-        messages=(Message("system", ""), Message("user", f"What is {i} + {i * 3}?")),
-        max_tokens=6,
-    )
-    for i in range(32)
+    GenerationRequest(prompt=f"Q: What is {i} + {i * 3}?\nA:", max_tokens=4) for i in range(64)
 ]
 
 
@@ -83,8 +80,8 @@ def test_no_corrupted_answer_over_1000_real_queries(engine) -> None:  # type: ig
 
     rng = np.random.default_rng(11)
 
-    def upsets() -> None:  # during generation: ~1 upset per 4 batches
-        if rng.random() < 0.0015:
+    def upsets() -> None:  # during generation: ~1 upset per 3 batches
+        if rng.random() < 0.0012:
             inject.flip(1, exponent_msb=True)
 
     protected = ProtectedEngine(engine, guard, during_batch=upsets)
@@ -100,4 +97,4 @@ def test_no_corrupted_answer_over_1000_real_queries(engine) -> None:  # type: ig
     stats = inject.detection()
     assert stats["injected"] >= 5 and protected.reruns >= 3
     assert stats["missed"] == 0 and stats["late"] == 0  # each found by the next scrub
-    assert answers == 1024 and protected.answers_affected == 32 * protected.reruns
+    assert answers == 1024 and protected.answers_affected == 64 * protected.reruns
