@@ -69,6 +69,15 @@ class Browser:
         ]
         for domain in ("Page", "Network", "Runtime"):
             self.call(f"{domain}.enable", session=True)
+        # the page itself is 1400 x 820 (the window's size includes its frame)
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            session=True,
+            width=1400,
+            height=820,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
 
     def call(self, method: str, session: bool = False, **params: Any) -> dict[str, Any]:
         self._id += 1

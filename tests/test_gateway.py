@@ -362,12 +362,31 @@ def test_dashboard_in_headless_chromium(server: str) -> None:
         )
         counts = [int(n) for n in re.findall(r"(\d+) (?:ground|laser) links", panel)]
         assert counts == drawn_then and sum(counts) > 0, panel
+        # the console: a telemetry plot with points (the twin's housekeeping, sampled)
+        console = "window.starcomputeConsole"
+        browser.wait_for(f"{console}.ready && {console}.points >= 2", 60)
+        assert "received" in browser.evaluate("document.getElementById('tm-last').textContent")
+        # an alarm when a satellite's battery is driven below its floor (injected)
+        sat = browser.evaluate(f"{console}.satellite")
+        auth = {"Authorization": f"Bearer {KEY}"}
+        body = {"satellite": sat, "values": {"battery_soc": 0.05}, "minutes": 120}
+        assert httpx.post(server + "/api/telemetry", json=body, headers=auth).status_code == 200
+        browser.wait_for("document.getElementById('alarms').textContent.includes('CRITICAL')", 30)
         # a query that must wait for a pass (every station out for 10 orbit minutes) is
         # drawn while it waits, before its answer is delivered
-        auth = {"Authorization": f"Bearer {KEY}"}
         for station in [g.name for g in load_stations("china,ksat,aws")]:
             body = {"kind": "station", "target": station, "minutes": 10}
             assert httpx.post(server + "/api/failures", json=body, headers=auth).status_code == 200
+        # a command sent from the console while no station can reach the satellite: its
+        # state changes from queued (or sent) to accepted, verified by its housekeeping
+        browser.evaluate(
+            f"document.getElementById('tc-key').value = '{KEY}';"
+            "document.getElementById('tc-args').value = '{\"max_batch\": 4}';"
+            "document.getElementById('tc-send').click(); true"
+        )
+        browser.wait_for(f"{console}.commands.length > 0", 30)
+        first = browser.evaluate(f"{console}.commands[0].state")
+        assert first in ("queued", "sent"), first
         body = {"model": "smollm2", "messages": [{"role": "user", "content": "Hello!"}],
                 "max_tokens": 8, "stream": True}  # fmt: skip
         with httpx.stream("POST", server + "/v1/chat/completions", json=body, headers=auth,
@@ -376,10 +395,16 @@ def test_dashboard_in_headless_chromium(server: str) -> None:
             browser.wait_for(f"!!window.starcompute.viewer.entities.getById('query/{rid}')", 30)
             status = httpx.get(f"{server}/api/requests/{rid}", headers=auth).json()["status"]
             assert status == "running"  # drawn, not delivered yet
+            browser.screenshot(ARTIFACTS / "console-waiting.png")
             assert "[DONE]" in r.read().decode()
+        browser.wait_for(f"{console}.commands[0].state === 'accepted'", 90)
+        assert browser.evaluate(f"{console}.timeline.passes") > 0  # the pass timeline drew
         time.sleep(1.0)
         shot = browser.screenshot(ARTIFACTS / "dashboard.png")
         assert shot.stat().st_size > 50_000
+        browser.evaluate("document.getElementById('panel').scrollTop = 10000; true")
+        time.sleep(0.5)
+        browser.screenshot(ARTIFACTS / "console-commands.png")
     finally:
         browser.close()
     assert browser.requests, "the page made no requests"

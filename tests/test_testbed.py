@@ -198,13 +198,9 @@ def test_a_query_waiting_for_a_pass_reveals_nothing_before_its_planned_delivery(
 
 
 def _telemetry(testbed: RunningTestbed, sat: str) -> dict[str, Any]:
-    """The latest housekeeping from ``sat`` as it reached the ground."""
-    path = testbed.run / "ground" / "stations" / "telemetry.sqlite"
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    row = db.execute(
-        "SELECT record FROM telemetry WHERE satellite = ? ORDER BY rowid DESC LIMIT 1", (sat,)
-    ).fetchone()
-    return {} if row is None else dict(json.loads(row[0]))
+    """The latest housekeeping from ``sat`` as it reached the ground (the console's API)."""
+    latest = httpx.get(testbed.url + "/api/telemetry", timeout=30).json()["satellites"]
+    return dict(latest.get(sat, {}))
 
 
 def test_the_queued_set_config_changed_the_nodes_then_a_new_one_undoes_it(
@@ -219,9 +215,15 @@ def test_the_queued_set_config_changed_the_nodes_then_a_new_one_undoes_it(
     )  # fmt: skip
     assert r.usage.completion_tokens == CAP_TOKENS and r.choices[0].finish_reason == "length"
     url = testbed.url + "/api/telecommands"
+    history = httpx.get(url, timeout=30).json()["commands"]
     for sat in testbed.nodes:
         hk = _telemetry(testbed, sat)
         assert hk["config"]["max_tokens"] == CAP_TOKENS and hk["commands"]["applied"]
+        assert hk["received"] >= hk["orbit_time"]  # received on the ground after it was measured
+        # the console's history: verified by the satellite's own report of the command
+        mine = [c for c in history if c["satellite"] == sat and c["command"] == "set-config"]
+        assert [c["state"] for c in mine] == ["applied"], mine
+        assert mine[0]["command_id"] in {e["id"] for e in hk["commands"]["recent"]}
         lift = {"satellite": sat, "command": "set-config", "args": {"max_tokens": 0}, "wait": True}
         assert httpx.post(url, json=lift, timeout=30).status_code == 200
     deadline = time.monotonic() + 120

@@ -16,7 +16,7 @@ mkdirSync(join(out, "cesium"), { recursive: true });
 for (const part of ["Cesium.js", "Assets", "ThirdParty", "Widgets", "Workers"]) {
   cpSync(join(cesium, part), join(out, "cesium", part), { recursive: true });
 }
-for (const file of ["index.html", "app.js", "style.css"]) {
+for (const file of ["index.html", "app.js", "console.js", "style.css"]) {
   cpSync(join(here, "src", file), join(out, file));
 }
 const version = JSON.parse(readFileSync(join(here, "node_modules", "cesium", "package.json"))).version;

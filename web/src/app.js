@@ -87,8 +87,7 @@ async function syncClock() {
     followOrbit(clock);
   }
   clock.multiplier = health.time_scale;
-  document.getElementById("clock").textContent =
-    `orbit time ${health.orbit_time} · ×${health.time_scale} · ${health.in_flight} in flight`;
+  state.inFlight = health.in_flight;
 }
 
 function orbitNowMs() {
@@ -98,8 +97,15 @@ function orbitNowMs() {
 
 function followOrbit(clock) {
   if (!clock.shouldAnimate) return; // paused by the user: leave the globe where they put it
-  clock.currentTime = Cesium.JulianDate.fromDate(new Date(orbitNowMs()));
+  const now = new Date(orbitNowMs());
+  clock.currentTime = Cesium.JulianDate.fromDate(now);
   state.tickMs = Date.now();
+  const text = `orbit time ${now.toISOString().slice(0, 19)}Z · ×${state.anchor.scale} · ` +
+    `${state.inFlight} in flight`;
+  if (text !== state.clockText) { // the panel shows the globe's instant
+    state.clockText = text;
+    document.getElementById("clock").textContent = text;
+  }
 }
 
 function entityOf(name) {
@@ -145,17 +151,19 @@ async function refreshQueries() {
   document.querySelector("#queries tbody").innerHTML = rows.join("");
 }
 
+// Batteries as the telemetry received on the ground reports them (what the alarms read).
 async function refreshBatteries() {
-  const { satellites } = await getJson("/api/constellation");
-  const socs = satellites.map((s) => s.battery_soc).filter((x) => x !== null && !isNaN(x));
-  const lit = satellites.filter((s) => s.sunlit).length;
-  const low = [...satellites].sort((a, b) => a.battery_soc - b.battery_soc).slice(0, 5);
-  const mean = socs.reduce((a, b) => a + b, 0) / Math.max(socs.length, 1);
-  document.getElementById("battery").innerHTML =
-    `${satellites.length} satellites, ${lit} in sunlight; state of charge mean ` +
+  const { satellites } = await getJson("/api/telemetry");
+  const sats = Object.entries(satellites).map(([name, r]) => ({ name, ...r }))
+    .filter((s) => typeof s.battery_soc === "number");
+  const lit = sats.filter((s) => s.sunlit > 0.5).length;
+  const low = [...sats].sort((a, b) => a.battery_soc - b.battery_soc).slice(0, 5);
+  const mean = sats.reduce((a, s) => a + s.battery_soc, 0) / Math.max(sats.length, 1);
+  document.getElementById("battery").innerHTML = !sats.length ? "no telemetry received yet" :
+    `${sats.length} satellites reporting, ${lit} in sunlight; state of charge mean ` +
     `${(100 * mean).toFixed(1)} %, lowest:<br>` + low.map((s) =>
       `${s.name} <span class="soc" style="width:${(60 * s.battery_soc).toFixed(0)}px"></span> ` +
-      `${(100 * s.battery_soc).toFixed(1)} %`).join("<br>");
+      `${(100 * s.battery_soc).toFixed(1)} % (received ${s.received.slice(11, 19)})`).join("<br>");
 }
 
 // The links the globe draws at its own instant (what the panel counts is what is drawn).
@@ -182,7 +190,7 @@ async function refreshLinks() {
       `${g.satellite} → ${g.station} at ${g.aos.slice(11, 19)}`).join("<br>");
 }
 
-start().catch((error) => {
+start().then(() => window.startConsole()).catch((error) => {
   state.error = String(error);
   document.getElementById("clock").textContent = `dashboard error: ${error}`;
 });

@@ -9,6 +9,7 @@ headers), which plain clients ignore.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -29,10 +30,11 @@ from starcompute.errors import (
     QueueFullError,
     StarcomputeError,
     TelecommandError,
-    http_error,
 )
+from starcompute.gateway.http import HttpError, mapped
 from starcompute.gateway.idempotency import Idempotency
 from starcompute.gateway.metrics import GatewayMetrics
+from starcompute.gateway.operations import TelemetryCollector, operations
 from starcompute.gateway.schemas import (
     ChatCompletionRequest,
     FailureRequest,
@@ -62,8 +64,20 @@ def create_app(
     """``api_keys``: key -> key id (None: no authentication). ``czml(mission)``: the
     dashboard's CZML document of a mission plan (made once per plan). ``idempotency``:
     the answers kept for clients' retries (``Idempotency-Key`` header)."""
-    app = FastAPI(title="starcompute gateway", version="0.1.0")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sampler = asyncio.create_task(segment.run_telemetry())  # the twin's telemetry
+        try:
+            yield
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+
+    app = FastAPI(title="starcompute gateway", version="0.1.0", lifespan=lifespan)
     metrics = GatewayMetrics()
+    metrics.registry.register(TelemetryCollector(segment))
     metrics.in_flight.set_function(lambda: segment.in_flight)
     idem = idempotency if idempotency is not None else Idempotency()  # (an empty one is falsy)
     app.state.idempotency = idem
@@ -79,7 +93,7 @@ def create_app(
         for known, key_id in api_keys.items():
             if scheme.lower() == "bearer" and hmac.compare_digest(key.encode(), known.encode()):
                 return key_id
-        raise _HttpError(
+        raise HttpError(
             401, "Incorrect or missing API key.", "invalid_request_error", None, "invalid_api_key"
         )
 
@@ -87,7 +101,7 @@ def create_app(
     async def chat(body: ChatCompletionRequest, request: Request) -> Response:
         key_id = authorise(request)
         if body.model != model_id:
-            raise _HttpError(
+            raise HttpError(
                 400,
                 f"The model {body.model!r} does not exist; available: {model_id}",
                 param="model",
@@ -95,7 +109,7 @@ def create_app(
             )
         asked = body.max_completion_tokens or body.max_tokens or default_max_tokens
         if asked > max_tokens_limit:
-            raise _HttpError(
+            raise HttpError(
                 400,
                 f"max_tokens must be within 1..{max_tokens_limit}, got {asked}",
                 param="max_tokens",
@@ -110,7 +124,7 @@ def create_app(
                 fingerprint = Idempotency.fingerprint(asked_for)
                 replay = await idem.claim(owner, Idempotency.check_key(idem_key), fingerprint)
             except IdempotencyError as exc:
-                raise _mapped(exc, param="Idempotency-Key") from None
+                raise mapped(exc, param="Idempotency-Key") from None
             if replay is not None and replay.body is not None:
                 metrics.requests.labels("replayed").inc()
                 return _replay(replay.body, replay.headers, body.stream, include_usage)
@@ -139,14 +153,14 @@ def create_app(
         try:
             gen = body.generation(default_max_tokens)
         except InputError as exc:
-            raise _mapped(exc, param="messages") from None
+            raise mapped(exc, param="messages") from None
         events = _counted(metrics, segment.request(gen, key_id, body.stream), forget)
         try:
             first = await anext(events)
         except InputError as exc:  # past the context window
-            raise _mapped(exc, param="max_tokens", code="context_length_exceeded") from None
+            raise mapped(exc, param="max_tokens", code="context_length_exceeded") from None
         except StarcomputeError as exc:  # queue full, no path to orbit, ...
-            raise _mapped(exc) from None
+            raise mapped(exc) from None
         request_id = first.request_id
         headers = _headers(request_id, first.planned(), planned=True)
         if body.stream:
@@ -155,7 +169,7 @@ def create_app(
         try:
             return await _complete(metrics, events, request_id, model_id, remember)
         except StarcomputeError as exc:  # e.g. a failure left no way to re-plan it
-            raise _mapped(exc) from None
+            raise mapped(exc) from None
 
     @app.post("/api/failures")
     async def inject_failure(body: FailureRequest, request: Request) -> dict[str, Any]:
@@ -167,7 +181,7 @@ def create_app(
             outage = Outage.lasting(body.kind, body.target, start, body.minutes, body.cause)
             struck = await segment.fail(outage)
         except InputError as exc:
-            raise _mapped(exc, param="target") from None
+            raise mapped(exc, param="target") from None
         return {"outage": outage.to_dict(), "replanned": struck}
 
     @app.post("/api/telecommands")
@@ -183,11 +197,11 @@ def create_app(
                 body.satellite, body.command, body.args, body.packet(), body.wait
             )
         except TelecommandError as exc:  # refused on board: 403 with the reason
-            raise _mapped(exc) from None
+            raise mapped(exc) from None
         except InputError as exc:
-            raise _mapped(exc, param="satellite") from None
+            raise mapped(exc, param="satellite") from None
         except StarcomputeError as exc:  # out of contact now: 503 with the next contact
-            raise _mapped(exc) from None
+            raise mapped(exc) from None
 
     @app.get("/api/failures")
     async def failures() -> dict[str, Any]:
@@ -207,13 +221,13 @@ def create_app(
     async def request_trace(request_id: str) -> dict[str, Any]:
         row = segment.log.get(request_id)
         if row is None:
-            raise _HttpError(404, f"no request {request_id!r}", code="not_found")
+            raise HttpError(404, f"no request {request_id!r}", code="not_found")
         return row
 
     @app.get("/api/requests")
     async def recent(limit: int = 20) -> dict[str, Any]:
         if not 1 <= limit <= 500:
-            raise _HttpError(400, f"limit must be within 1..500, got {limit}", param="limit")
+            raise HttpError(400, f"limit must be within 1..500, got {limit}", param="limit")
         return {"requests": segment.log.recent(limit)}
 
     @app.get("/api/constellation")
@@ -223,13 +237,13 @@ def create_app(
     @app.get("/api/contacts")
     async def contacts(minutes: float = 60.0) -> dict[str, Any]:
         if not 0 < minutes <= 24 * 60:
-            raise _HttpError(400, f"minutes must be within 0..1440, got {minutes}", param="minutes")
+            raise HttpError(400, f"minutes must be within 0..1440, got {minutes}", param="minutes")
         return segment.contacts(minutes * 60.0)
 
     @app.get("/api/czml")
     async def czml_doc() -> Response:
         if czml is None:
-            raise _HttpError(404, "no CZML for this gateway", code="not_found")
+            raise HttpError(404, "no CZML for this gateway", code="not_found")
         mission = await segment.current()  # the plan for now: rolled on if it nears its end
         if czml_cache.get("mission") is not mission:
             czml_cache["mission"] = mission
@@ -254,38 +268,15 @@ def create_app(
             "<p>The dashboard is not built: run <code>make web</code>.</p>"
         )
 
+    app.include_router(operations(segment, authorise))
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
 
-class _HttpError(Exception):
-    """An error response in OpenAI's shape."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        kind: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.body = status, error_body(message, kind, param, code)
-        self.headers = {"Retry-After": str(int(retry_after))} if retry_after else None
-
-
-def _mapped(exc: StarcomputeError, param: str | None = None, code: str | None = None) -> _HttpError:
-    """The error response of ``exc`` (status, type and code from ``errors.HTTP``)."""
-    http = http_error(exc)
-    retry = exc.retry_after_s if isinstance(exc, QueueFullError) else None
-    return _HttpError(http.status, str(exc), http.type, param, code or http.code, retry)
-
-
 def _errors(app: FastAPI) -> None:
-    @app.exception_handler(_HttpError)
-    async def http_error(request: Request, exc: _HttpError) -> JSONResponse:
+    @app.exception_handler(HttpError)
+    async def http_error(request: Request, exc: HttpError) -> JSONResponse:
         return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)

@@ -113,3 +113,15 @@ def error_body(
 ) -> dict[str, Any]:
     """OpenAI's error shape: ``{"error": {"message", "type", "param", "code"}}``."""
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+class TelemetryInjection(BaseModel):
+    """``POST /api/telemetry``: values held in a satellite's telemetry for ``minutes`` of
+    orbit time (a fault driven on purpose, e.g. a battery below its floor, to exercise
+    limits and alarms); the records they touch say ``injected``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    satellite: str = Field(min_length=1, max_length=200)
+    values: dict[str, float] = Field(min_length=1, max_length=32)
+    minutes: float = Field(default=10.0, gt=0, le=1440)

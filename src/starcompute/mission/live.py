@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import secrets
 import threading
 import time
@@ -36,23 +37,29 @@ from starcompute.errors import (
     PlanEndedError,
     QueueFullError,
     StarcomputeError,
+    TelecommandError,
     UnavailableError,
 )
 from starcompute.mission import views
+from starcompute.mission.command_log import CommandLog
 from starcompute.mission.control import Mission, Trace
 from starcompute.mission.failures import Outage, OutageKind
+from starcompute.mission.health import profile
 from starcompute.mission.policy import DEFAULT_POLICY
 from starcompute.mission.requestlog import RequestLog
 from starcompute.mission.spacelink import Arrival, SpaceLink
+from starcompute.mission.telemetry import TelemetryStore, limits_of
 from starcompute.mission.traffic import answer_bytes, chunk_bytes, job_bytes
 from starcompute.node.jobs import DEFAULT_CHUNK_TOKENS, Query
 from starcompute.routing.network import lookup_node
+from starcompute.security.telecommand import packet_id
 from starcompute.times import OrbitClock, format_utc, from_offsets, offsets_s
 
 COMMAND_BYTES = 256  # an operator's sealed telecommand in its bundle (raw packets: their size)
 CONTACT_SLACK_S = 10.0  # a command arriving within this of now is in contact (relays, light)
 
 TokenCounter = Callable[[GenerationRequest], int]
+logger = logging.getLogger(__name__)
 
 
 class _StruckError(Exception):
@@ -109,11 +116,16 @@ class GroundSegment:
         tokens: TokenCounter | None = None,
         chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
         silence_s: float | None = None,
+        commands: CommandLog | None = None,
+        telemetry_s: float = 300.0,
     ) -> None:
         """``replan(start)``: a new mission plan from ``start`` when the clock nears the
         end of the current one (None: requests past the plan are refused). ``silence_s``:
         orbit seconds past a trip's planned delivery after which a satellite that sent
-        nothing is taken as failed and the query is planned again (None: never)."""
+        nothing is taken as failed and the query is planned again (None: never).
+        ``commands``: the operators' command history (in memory if None). Telemetry is
+        the link's own (``link.telemetry``: housekeeping bundles on the testbed) or, over
+        the twin, its model read every ``telemetry_s`` orbit seconds."""
         if max_queue < 1:
             raise InputError(f"queue size must be >= 1, got {max_queue}")
         self.mission, self.link, self.clock = mission, link, clock
@@ -125,6 +137,17 @@ class GroundSegment:
         self.in_flight = 0
         self.completed = 0
         self._trips: dict[str, _Trip] = {}  # requests in flight by id
+        self.commands = commands if commands is not None else CommandLog()
+        if not telemetry_s > 0:
+            raise InputError(f"telemetry period must be > 0 s, got {telemetry_s}")
+        self.telemetry_s = telemetry_s
+        self.telemetry: TelemetryStore = getattr(link, "telemetry", None) or TelemetryStore()
+        const = mission.const
+        self.telemetry.set_limits(
+            {n: limits_of(profile(h)) for n, h in zip(const.names, const.hardware, strict=True)}
+        )
+        if hasattr(link, "on_housekeeping"):  # housekeeping that comes down verifies commands
+            link.on_housekeeping = self._housekept
 
     def close(self) -> None:
         close = getattr(self.link, "close", None)
@@ -422,7 +445,8 @@ class GroundSegment:
         sat = lookup_node(m.names(), satellite)
         if sat >= m.n_sat:
             raise InputError(f"{satellite!r} is a station: telecommands go to satellites")
-        now_s = float(offsets_s(self.clock.now(), m.plan.start))
+        sent = self.clock.now()
+        now_s = float(offsets_s(sent, m.plan.start))
         size = len(packet) if packet is not None else COMMAND_BYTES
         arrive = m.uplink(sat, now_s, size)
         if arrive is None:
@@ -430,8 +454,55 @@ class GroundSegment:
         later = from_offsets(m.plan.start, [arrive])[0]
         if arrive - now_s > CONTACT_SLACK_S and not wait:
             raise OutOfContactError(satellite, later)
-        out = self.link.command(satellite, kind, args, packet, later)
-        return {**out, "arrives": format_utc(later)}
+        try:
+            out = self.link.command(satellite, kind, args, packet, later)
+        except TelecommandError as exc:  # a raw packet refused on board at once
+            raw = packet if packet is not None else b""
+            self.commands.add(
+                satellite, kind or "raw", args, packet_id(raw), sent, later, "rejected", exc.reason
+            )
+            raise
+        state = "accepted" if out.get("accepted") else "queued"
+        ident = packet_id(bytes.fromhex(out.get("packet_hex", "")))
+        logged = self.commands.add(satellite, kind or "raw", args, ident, sent, later, state)
+        return {**out, **logged, "arrives": format_utc(later)}
+
+    # ------------------------------------------------------------------ telemetry
+    def _housekept(self, satellite: str, record: dict[str, Any], at: np.datetime64) -> None:
+        """A housekeeping record reached the ground: the outcomes of commands in it."""
+        outcomes = (record.get("commands") or {}).get("recent")
+        if isinstance(outcomes, list):
+            self.commands.verify(satellite, outcomes, at)
+
+    def sample_telemetry(self) -> int:
+        """Over the twin: every satellite's housekeeping now, kept as received now (the
+        testbed's comes down as bundles instead); returns how many records."""
+        read = getattr(self.link, "housekeeping", None)
+        if read is None:
+            return 0
+        now = self.clock.now()
+        queue: dict[str, int] = {}
+        for trip in self._trips.values():
+            sat = trip.trace.serving_satellite
+            queue[sat] = queue.get(sat, 0) + 1
+        records = read(now, queue)
+        self.telemetry.add_many("twin", now, records)
+        for satellite, record in records:
+            self._housekept(satellite, record, now)
+        return len(records)
+
+    async def run_telemetry(self) -> None:
+        """Sample the twin's telemetry every ``telemetry_s`` orbit seconds (1 s of wall
+        time at least) until cancelled; nothing to do over the testbed."""
+        if getattr(self.link, "housekeeping", None) is None:
+            return
+        period = max(1.0, self.clock.wall_s(self.telemetry_s))
+        while True:
+            try:
+                self.sample_telemetry()
+            except Exception:  # telemetry must never stop the ground segment
+                logger.exception("telemetry sampling failed")
+            await asyncio.sleep(period)
 
     # ------------------------------------------------------------------ views
     def health(self) -> dict[str, Any]:
@@ -452,6 +523,33 @@ class GroundSegment:
 
     def contacts(self, window_s: float) -> dict[str, Any]:
         return views.contacts(self.mission, self.clock.now(), window_s)
+
+    def timeline(self, before_s: float, ahead_s: float) -> dict[str, Any]:
+        """The pass timeline: contact windows from ``before_s`` ago to ``ahead_s`` ahead,
+        and the planned hops of every request in flight (its bookings on them)."""
+        now = self.clock.now()
+        doc = views.contacts(self.mission, now, ahead_s, before_s)
+        doc["span"] = {
+            "from": format_utc(now - np.timedelta64(round(before_s * 1e3), "ms")),
+            "to": format_utc(now + np.timedelta64(round(ahead_s * 1e3), "ms")),
+        }
+        doc["requests"] = [
+            {
+                "id": rid,
+                "serving_satellite": trip.trace.serving_satellite,
+                "hops": [
+                    {
+                        "src": g.src,
+                        "dst": g.dst,
+                        "depart": format_utc(g.depart),
+                        "arrive": format_utc(g.arrive),
+                    }
+                    for g in trip.trace.legs
+                ],
+            }
+            for rid, trip in self._trips.items()
+        ]
+        return doc
 
     def positions(self) -> dict[str, Any]:
         return views.positions(self.mission, self.clock.now())

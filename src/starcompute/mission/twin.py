@@ -26,6 +26,7 @@ from starcompute.compute.engine import Engine
 from starcompute.compute.perf import ComputeTarget, PerformanceModel
 from starcompute.dtn.bundle import dtn_ms, from_dtn_ms
 from starcompute.errors import InputError, TelecommandError, UnavailableError
+from starcompute.mission import views
 from starcompute.mission.control import Mission, Trace
 from starcompute.mission.health import profile
 from starcompute.mission.live import CONTACT_SLACK_S, GroundSegment
@@ -107,6 +108,22 @@ class TwinLink:
 
     def close(self) -> None:
         self.batcher.close()
+
+    def housekeeping(
+        self, now: np.datetime64, queue: dict[str, int]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Every satellite's housekeeping now: the twin's model, and the outcome of each
+        command its keys opened (as a node reports them)."""
+        records = views.housekeeping(self.mission(), now, queue)
+        for name, record in records:
+            keys = self.commands.onboard.get(name)
+            if keys is not None:
+                record["commands"] = {
+                    "accepted": keys.accepted,
+                    "rejected": dict(keys.rejected),
+                    "recent": list(keys.recent),
+                }
+        return records
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"link": self.name, "telecommands": self.commands.stats()}

@@ -12,13 +12,16 @@ from starcompute.mission.health import profile
 from starcompute.times import format_utc, from_offsets, offsets_s
 
 
-def contacts(m: Mission, now: np.datetime64, window_s: float) -> dict[str, Any]:
-    """Ground and laser-link windows open at ``now`` or opening within ``window_s``."""
+def contacts(
+    m: Mission, now: np.datetime64, window_s: float, before_s: float = 0.0
+) -> dict[str, Any]:
+    """Ground and laser-link windows open at ``now`` or opening within ``window_s`` (and
+    those that closed in the ``before_s`` seconds before ``now``)."""
     t = float(offsets_s(now, m.plan.start))
     g, isl = m.plan.ground, m.plan.isl
     names, stations = m.plan.satellites, m.plan.stations
-    ground = np.flatnonzero((g.los_s > t) & (g.aos_s < t + window_s))
-    lasers = np.flatnonzero((isl.end_s > t) & (isl.start_s < t + window_s))
+    ground = np.flatnonzero((g.los_s > t - before_s) & (g.aos_s < t + window_s))
+    lasers = np.flatnonzero((isl.end_s > t - before_s) & (isl.start_s < t + window_s))
 
     def at(seconds: float) -> str:
         return str(format_utc(from_offsets(m.plan.start, [seconds])[0]))
@@ -31,7 +34,7 @@ def contacts(m: Mission, now: np.datetime64, window_s: float) -> dict[str, Any]:
                 "satellite": names[int(g.satellite[k])],
                 "aos": at(float(g.aos_s[k])),
                 "los": at(float(g.los_s[k])),
-                "open": bool(g.aos_s[k] <= t),
+                "open": bool(g.aos_s[k] <= t < g.los_s[k]),
             }
             for k in ground
         ],
@@ -41,7 +44,7 @@ def contacts(m: Mission, now: np.datetime64, window_s: float) -> dict[str, Any]:
                 "b": names[int(isl.b[k])],
                 "start": at(float(isl.start_s[k])),
                 "end": at(float(isl.end_s[k])),
-                "open": bool(isl.start_s[k] <= t),
+                "open": bool(isl.start_s[k] <= t < isl.end_s[k]),
             }
             for k in lasers
         ],
@@ -89,3 +92,35 @@ def positions(m: Mission, now: np.datetime64) -> dict[str, Any]:
             }
         )
     return {"orbit_time": format_utc(now), "satellites": out}
+
+
+def housekeeping(
+    m: Mission, now: np.datetime64, queue: dict[str, int]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Every satellite's housekeeping as the twin models it at ``now`` (battery and
+    radiator from the planned power run, sunlight, the queries it holds): what the
+    testbed's nodes send down as bundles, read here at the instant itself."""
+    t_s = float(offsets_s(now, m.plan.start))
+    t_s = min(max(t_s, 0.0), m.plan.duration_s)
+    out = []
+    for i, name in enumerate(m.const.names):
+        hw = profile(m.const.hardware[i])
+        record: dict[str, Any] = {
+            "satellite": name,
+            "role": m.const.roles[i],
+            "orbit_time": format_utc(now),
+            "queue": queue.get(name, 0),
+            "source": "twin model",
+        }
+        if m.health is not None:
+            energy, temp = m.health.at(i, t_s)
+            record.update(
+                battery_wh=round(energy, 3),
+                battery_soc=round(energy / hw.battery.capacity_wh, 4),
+                battery_floor_wh=hw.battery.floor_wh,
+                temperature_c=round(temp, 2),
+                max_temperature_c=hw.thermal.max_temp_c,
+                sunlit=1.0 if m.health.sunlit_at(i, t_s) else 0.0,
+            )
+        out.append((name, record))
+    return out

@@ -177,31 +177,36 @@ class Node:
     def _command(self, stored: Stored) -> None:
         """An operator's telecommand: authenticated with the node's own keys, carried
         out, counted, and reported in a housekeeping bundle straight away."""
+        packet = stored.bundle.payload
         try:
-            command = self.keys.open(stored.bundle.payload)
+            command = self.keys.open(packet)
         except TelecommandError as exc:
             log.warning("%s: %s", self.config.name, exc)
         else:
             try:
-                self._act(command)
+                self._act(command, packet)
                 if command.kind != CommandKind.UPLOAD_MODEL:  # counted once installed
                     self.store.count(f"commands-applied:{command.kind}")
+                    self.keys.note(packet, command.kind, "applied")
                 log.info("%s: applied telecommand %s", self.config.name, command.kind)
             except (TelecommandError, UploadError) as exc:
                 self.store.count(f"commands-failed:{exc.reason}")
+                self.keys.note(packet, command.kind, "failed", exc.reason)
                 log.warning("%s: %s", self.config.name, exc)
         self.journal.save_keys(self.keys.to_dict())
         self.agent.release(stored)
         self._report_now.set()
 
-    def _act(self, command: Command) -> None:
+    def _act(self, command: Command, packet: bytes) -> None:
         if command.kind == CommandKind.SET_CONFIG:
             self._set_config(command.args)
         elif command.kind == CommandKind.UPLOAD_MODEL:
             if self.uploads is None or self.loader is None or self.runner is None:
                 raise UploadError("no-engine", "this node serves no model")
             name, digest, files = check_command(command.args)
-            self.journal.put("upload", {"name": name, "digest": digest, "files": files})
+            self.journal.put(
+                "upload", {"name": name, "digest": digest, "files": files, "packet": packet.hex()}
+            )
             self._tasks.append(asyncio.create_task(self._install()))
         elif command.kind == CommandKind.RUN_JOB:
             raise TelecommandError("no-query", "run-job comes bound to its query (job service)")
@@ -261,16 +266,21 @@ class Node:
             self.uploads.install(digest, self.data / MODEL)
             self.journal.put("model", {"name": pending["name"], "digest": digest})
             self.journal.put("upload", {})
+            packet = bytes.fromhex(pending.get("packet", ""))
             try:
                 engine = await loop.run_in_executor(None, self.loader, self.data / MODEL)
             except Exception as exc:  # e.g. weights the engine cannot load: keep serving
                 self.store.count("commands-failed:unloadable-model")
+                self.keys.note(packet, CommandKind.UPLOAD_MODEL, "failed", "unloadable-model")
+                self.journal.save_keys(self.keys.to_dict())
                 log.warning("%s: the uploaded model does not load: %s", self.config.name, exc)
                 return
             self.engine = engine
             if self.runner is not None:
                 self.runner.engine = engine  # the next batch runs on it
             self.store.count("commands-applied:upload-model")
+            self.keys.note(packet, CommandKind.UPLOAD_MODEL, "applied")
+            self.journal.save_keys(self.keys.to_dict())
             log.info("%s: now serving %s (%s)", self.config.name, pending["name"], digest[:12])
             self._report_now.set()
 
@@ -307,6 +317,7 @@ class Node:
                 "applied": _prefixed(counters, "commands-applied:"),
                 "failed": _prefixed(counters, "commands-failed:"),
                 "key_id": self.keys.active.key_id,
+                "recent": self.keys.recent,  # each command's outcome, by its id
             },
             "config": {k: getattr(self.config, k) for k in SETTABLE},
             "model": self.journal.get("model") or {"name": "as provisioned"},

@@ -43,6 +43,7 @@ from starcompute.errors import InputError, StarcomputeError, TelecommandError
 
 COMMAND_APID = 0x1C0
 HEADER_BYTES = 6
+RECENT_OUTCOMES = 32  # command outcomes a satellite reports back
 SECURITY_HEADER = struct.Struct(">HQ")  # SPI (key id), 64-bit sequence number
 MAC_BYTES = 16
 KEY_BYTES = 32  # AES-256
@@ -226,9 +227,22 @@ class SatelliteKeys:
     window: ReplayWindow = field(init=False)
     accepted: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    recent: list[dict[str, Any]] = field(default_factory=list)  # the last outcomes, newest last
 
     def __post_init__(self) -> None:
         self.window = ReplayWindow(self.window_size)
+
+    def note(self, packet: bytes, kind: str | None, outcome: str, reason: str = "") -> None:
+        """Remember a command's outcome (``accepted``, ``rejected``; the node adds
+        ``applied`` or ``failed`` once it acted), reported in housekeeping so the ground
+        can verify each command it sent by its id (``key id:sequence number``)."""
+        ident = packet_id(packet)
+        for entry in self.recent:
+            if ident is not None and entry["id"] == ident and entry["outcome"] == "accepted":
+                entry.update(outcome=outcome, reason=reason)  # acted on: its final outcome
+                return
+        self.recent.append({"id": ident, "kind": kind, "outcome": outcome, "reason": reason})
+        del self.recent[:-RECENT_OUTCOMES]
 
     @classmethod
     def provision(cls, master: bytes, window_size: int = DEFAULT_WINDOW) -> SatelliteKeys:
@@ -245,6 +259,7 @@ class SatelliteKeys:
             "seen": sorted(self.window.seen),
             "accepted": self.accepted,
             "rejected": dict(self.rejected),
+            "recent": self.recent,
         } | ({"master": self.master.hex()} if self.master else {})
 
     @classmethod
@@ -257,6 +272,7 @@ class SatelliteKeys:
         keys.window.seen = {int(k) for k in doc.get("seen", [])}
         keys.accepted = int(doc.get("accepted", 0))
         keys.rejected = Counter({str(k): int(v) for k, v in doc.get("rejected", {}).items()})
+        keys.recent = [dict(e) for e in doc.get("recent", [])]
         return keys
 
     def open(self, packet: bytes) -> Command:
@@ -265,8 +281,10 @@ class SatelliteKeys:
             command = self._open(packet)
         except TelecommandError as exc:
             self.rejected[exc.reason] += 1
+            self.note(packet, None, "rejected", exc.reason)
             raise
         self.accepted += 1
+        self.note(packet, command.kind, "accepted")
         return command
 
     def _open(self, packet: bytes) -> Command:
@@ -308,6 +326,16 @@ def _parse(packet: bytes) -> tuple[int, int, bytes, bytes]:
     sec = packet[HEADER_BYTES : HEADER_BYTES + SECURITY_HEADER.size]
     key_id, seq = SECURITY_HEADER.unpack(sec)
     return key_id, seq, packet[:HEADER_BYTES], sec
+
+
+def packet_id(packet: bytes) -> str | None:
+    """A command packet's id, ``key id:sequence number`` (its clear header: no key
+    needed); None if it is not a command packet at all."""
+    try:
+        key_id, seq, _, _ = _parse(packet)
+    except TelecommandError:
+        return None
+    return f"{key_id}:{seq}"
 
 
 def _command(plaintext: bytes) -> Command:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -35,43 +33,15 @@ from starcompute.errors import InputError, JobError
 from starcompute.links.contact_plan import ContactPlan
 from starcompute.mission.control import Trace
 from starcompute.mission.spacelink import Arrival
+from starcompute.mission.telemetry import TelemetryStore
 from starcompute.node.jobs import Chunk, Query, seal_job
 from starcompute.node.uploads import PART_BYTES, check_command, digest_of, manifest, parts
 from starcompute.security.telecommand import Command, CommandKind, GroundKeys
-from starcompute.times import OrbitClock, format_utc
+from starcompute.times import OrbitClock
 
 log = logging.getLogger(__name__)
 JOB_LIFETIME_S = 2 * 3600.0
-
-
-class TelemetryLog:
-    """Housekeeping as it reached the ground (SQLite): the time it was received is the
-    orbit time it came down, not the instant it was measured on board."""
-
-    def __init__(self, path: Path | str) -> None:
-        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS telemetry (satellite TEXT, station TEXT, "
-            "received TEXT, received_unix REAL, record TEXT)"
-        )
-
-    def add(self, satellite: str, station: str, received: str, record: dict[str, Any]) -> None:
-        self.db.execute(
-            "INSERT INTO telemetry VALUES (?, ?, ?, ?, ?)",
-            (satellite, station, received, time.time(), json.dumps(record)),
-        )
-
-    def latest(self) -> dict[str, dict[str, Any]]:
-        rows = self.db.execute(
-            "SELECT satellite, station, received, record FROM telemetry t WHERE rowid = "
-            "(SELECT MAX(rowid) FROM telemetry WHERE satellite = t.satellite)"
-        ).fetchall()
-        return {
-            sat: {"station": st, "received": rec, **json.loads(doc)} for sat, st, rec, doc in rows
-        }
-
-    def count(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM telemetry").fetchone()[0])
+Housekept = Callable[[str, dict[str, Any], np.datetime64], None]  # satellite, record, when
 
 
 class Stations:
@@ -107,7 +77,8 @@ class Stations:
             for name in plan.stations
         }
         self.waiting: dict[str, asyncio.Queue[Arrival]] = {}
-        self.telemetry = TelemetryLog(folder / "telemetry.sqlite")
+        self.telemetry = TelemetryStore(folder / "telemetry.sqlite")
+        self.on_housekeeping: Housekept | None = None  # mission control verifies commands
         self.counts: Counter[str] = Counter()
         self.heard: dict[str, np.datetime64] = {}  # satellite: when a bundle from it came down
         self._seq = 0
@@ -158,7 +129,9 @@ class Stations:
             except ValueError:
                 self.counts["bad-telemetry"] += 1
                 return
-            self.telemetry.add(source, station, str(format_utc(now)), record)
+            self.telemetry.add(source, station, now, record)
+            if self.on_housekeeping is not None:
+                self.on_housekeeping(source, record, now)
             self.counts["telemetry"] += 1
         else:
             self.counts[f"unexpected-service-{bundle.destination.service}"] += 1
@@ -206,6 +179,19 @@ class BundleLink:
 
     def __init__(self, stations: Stations, ready: Callable[[], bool] = lambda: True) -> None:
         self.stations, self.ready = stations, ready
+
+    @property
+    def telemetry(self) -> TelemetryStore:
+        """Housekeeping as it came down."""
+        return self.stations.telemetry
+
+    @property
+    def on_housekeeping(self) -> Housekept | None:
+        return self.stations.on_housekeeping
+
+    @on_housekeeping.setter
+    def on_housekeeping(self, hook: Housekept | None) -> None:
+        self.stations.on_housekeeping = hook
 
     async def serve(
         self,
