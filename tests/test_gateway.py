@@ -396,7 +396,17 @@ def test_dashboard_in_headless_chromium(server: str) -> None:
             status = httpx.get(f"{server}/api/requests/{rid}", headers=auth).json()["status"]
             assert status == "running"  # drawn, not delivered yet
             browser.screenshot(ARTIFACTS / "console-waiting.png")
+            travelled = (
+                f"(() => {{ const v = window.starcompute.viewer;"
+                f" const e = v.entities.getById('query/{rid}/travelled');"
+                f" return e.polyline.positions.getValue(v.clock.currentTime).length; }})()"
+            )
+            assert browser.evaluate(travelled) == 0  # still waiting for its pass up
             assert "[DONE]" in r.read().decode()
+        hops = httpx.get(f"{server}/api/requests/{rid}", headers=auth).json()["trace"]["hops"]
+        # delivered: every hop travelled (by the globe's next frames: a frame is up to a
+        # minute of orbit time at x60 on a loaded machine)
+        browser.wait_for(f"{travelled} === {len(hops) + 1}", 20)
         browser.wait_for(f"{console}.commands[0].state === 'accepted'", 90)
         assert browser.evaluate(f"{console}.timeline.passes") > 0  # the pass timeline drew
         time.sleep(1.0)

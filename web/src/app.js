@@ -113,21 +113,51 @@ function entityOf(name) {
   return entities.getById(`sat/${name}`) || entities.getById(`gs/${name}`);
 }
 
+// A query's path: its whole planned route dim from the moment it is planned, and in
+// orange the part travelled by the globe's instant, hop by hop on the planned hop times
+// (the plan's: on the testbed the bundles' own times come back in the trace afterwards).
 function drawPath(request) {
   const trace = request.trace;
   if (!trace || state.paths.has(request.id)) return;
   const names = trace.path_up.concat(trace.path_down.slice(1));
   const nodes = names.map(entityOf).filter((e) => e);
   if (nodes.length < 2) return;
-  const positions = new Cesium.CallbackProperty((time) =>
-    nodes.map((e) => e.position.getValue(time)).filter((p) => p), false);
-  const path = state.viewer.entities.add({
+  const at = (e, time) => e.position.getValue(time);
+  const route = new Cesium.CallbackProperty((time) =>
+    nodes.map((e) => at(e, time)).filter((p) => p), false);
+  const hops = (trace.hops || []).map((h) => ({
+    src: entityOf(h.src), dst: entityOf(h.dst),
+    depart: Cesium.JulianDate.fromIso8601(h.depart), arrive: Cesium.JulianDate.fromIso8601(h.arrive),
+  })).filter((h) => h.src && h.dst);
+  const travelled = new Cesium.CallbackProperty((time) => {
+    const points = [];
+    for (const h of hops) {
+      if (Cesium.JulianDate.lessThan(time, h.depart)) break;
+      const a = at(h.src, time), b = at(h.dst, time);
+      if (!a || !b) break;
+      if (!points.length) points.push(a);
+      const span = Cesium.JulianDate.secondsDifference(h.arrive, h.depart);
+      const done = span > 0 ? Cesium.JulianDate.secondsDifference(time, h.depart) / span : 1;
+      points.push(done >= 1 ? b : Cesium.Cartesian3.lerp(a, b, done, new Cesium.Cartesian3()));
+      if (done < 1) break;
+    }
+    return points;
+  }, false);
+  const planned = state.viewer.entities.add({
     id: `query/${request.id}`,
-    polyline: { positions, width: 3, arcType: Cesium.ArcType.NONE,
+    polyline: { positions: route, width: 2, arcType: Cesium.ArcType.NONE,
+      material: Cesium.Color.ORANGE.withAlpha(0.35) },
+  });
+  const moving = state.viewer.entities.add({
+    id: `query/${request.id}/travelled`,
+    polyline: { positions: travelled, width: 4, arcType: Cesium.ArcType.NONE,
       material: new Cesium.PolylineGlowMaterialProperty({ color: Cesium.Color.ORANGE, glowPower: 0.25 }) },
   });
-  state.paths.set(request.id, path);
-  setTimeout(() => { state.viewer.entities.remove(path); state.paths.delete(request.id); }, 30000);
+  state.paths.set(request.id, planned);
+  setTimeout(() => {
+    state.viewer.entities.remove(planned); state.viewer.entities.remove(moving);
+    state.paths.delete(request.id);
+  }, 30000);
 }
 
 function breakdown(t) {

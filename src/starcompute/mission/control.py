@@ -84,6 +84,18 @@ class Trace:
     def total_s(self) -> float:
         return float(offsets_s(self.delivered, self.submitted))
 
+    def hops(self) -> list[dict[str, str]]:
+        """Every planned hop, up and down, with its departure and arrival."""
+        return [
+            {
+                "src": g.src,
+                "dst": g.dst,
+                "depart": format_utc(g.depart),
+                "arrive": format_utc(g.arrive),
+            }
+            for g in self.legs
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "uplink_station": self.uplink_station,
@@ -91,6 +103,7 @@ class Trace:
             "downlink_station": self.downlink_station,
             "path_up": self.path_up,
             "path_down": self.path_down,
+            "hops": self.hops(),
             "policy": self.policy,
             "timing_card": self.timing_card,
             "timings_s": {

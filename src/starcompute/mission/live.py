@@ -537,15 +537,7 @@ class GroundSegment:
             {
                 "id": rid,
                 "serving_satellite": trip.trace.serving_satellite,
-                "hops": [
-                    {
-                        "src": g.src,
-                        "dst": g.dst,
-                        "depart": format_utc(g.depart),
-                        "arrive": format_utc(g.arrive),
-                    }
-                    for g in trip.trace.legs
-                ],
+                "hops": trip.trace.hops(),
             }
             for rid, trip in self._trips.items()
         ]
