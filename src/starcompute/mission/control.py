@@ -90,8 +90,8 @@ class Trace:
             {
                 "src": g.src,
                 "dst": g.dst,
-                "depart": format_utc(g.depart),
-                "arrive": format_utc(g.arrive),
+                "depart": str(format_utc(g.depart)),
+                "arrive": str(format_utc(g.arrive)),
             }
             for g in self.legs
         ]
