@@ -22,6 +22,8 @@
         ├── LinkDownError             no link to that neighbour now
         └── ClError                   a convergence-layer session failed
 
+The gateway answers with :class:`HttpError` (``HttpError.of`` an error of the tree).
+
 Two tables say what an error means outside: :data:`HTTP` (status, OpenAI error type,
 code; the gateway's error bodies) and :data:`EXIT_CODES` (the CLI's exit status: 2 for
 bad input, 1 for the rest). The most specific class in an error's MRO decides
@@ -208,3 +210,33 @@ def exit_code(exc: StarcomputeError) -> int:
     """The CLI's exit status for ``exc``."""
     code: int = _most_specific(exc, EXIT_CODES)
     return code
+
+
+class HttpError(Exception):
+    """An error as the gateway answers it: status, message, OpenAI error type, ``param``,
+    code, and ``Retry-After`` seconds where there is one. Not a :class:`StarcomputeError`:
+    only the gateway's routes raise it, for a bad request parameter or from one of the tree
+    (:meth:`of`)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind = status, message, kind
+        self.param, self.code = param, code
+        self.headers = {"Retry-After": str(int(retry_after))} if retry_after else None
+
+    @classmethod
+    def of(
+        cls, exc: StarcomputeError, param: str | None = None, code: str | None = None
+    ) -> HttpError:
+        """The answer to ``exc`` (status, type and code from :data:`HTTP`)."""
+        http = http_error(exc)
+        retry = exc.retry_after_s if isinstance(exc, QueueFullError) else None
+        return cls(http.status, str(exc), http.type, param, code or http.code, retry)

@@ -25,13 +25,13 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from starcompute.errors import (
+    HttpError,
     IdempotencyError,
     InputError,
     QueueFullError,
     StarcomputeError,
     TelecommandError,
 )
-from starcompute.gateway.http import HttpError, mapped
 from starcompute.gateway.idempotency import Idempotency
 from starcompute.gateway.metrics import GatewayMetrics
 from starcompute.gateway.operations import TelemetryCollector, operations
@@ -124,7 +124,7 @@ def create_app(
                 fingerprint = Idempotency.fingerprint(asked_for)
                 replay = await idem.claim(owner, Idempotency.check_key(idem_key), fingerprint)
             except IdempotencyError as exc:
-                raise mapped(exc, param="Idempotency-Key") from None
+                raise HttpError.of(exc, param="Idempotency-Key") from None
             if replay is not None and replay.body is not None:
                 metrics.requests.labels("replayed").inc()
                 return _replay(replay.body, replay.headers, body.stream, include_usage)
@@ -153,14 +153,14 @@ def create_app(
         try:
             gen = body.generation(default_max_tokens)
         except InputError as exc:
-            raise mapped(exc, param="messages") from None
+            raise HttpError.of(exc, param="messages") from None
         events = _counted(metrics, segment.request(gen, key_id, body.stream), forget)
         try:
             first = await anext(events)
         except InputError as exc:  # past the context window
-            raise mapped(exc, param="max_tokens", code="context_length_exceeded") from None
+            raise HttpError.of(exc, param="max_tokens", code="context_length_exceeded") from None
         except StarcomputeError as exc:  # queue full, no path to orbit, ...
-            raise mapped(exc) from None
+            raise HttpError.of(exc) from None
         request_id = first.request_id
         headers = _headers(request_id, first.planned(), planned=True)
         if body.stream:
@@ -169,7 +169,7 @@ def create_app(
         try:
             return await _complete(metrics, events, request_id, model_id, remember)
         except StarcomputeError as exc:  # e.g. a failure left no way to re-plan it
-            raise mapped(exc) from None
+            raise HttpError.of(exc) from None
 
     @app.post("/api/failures")
     async def inject_failure(body: FailureRequest, request: Request) -> dict[str, Any]:
@@ -181,7 +181,7 @@ def create_app(
             outage = Outage.lasting(body.kind, body.target, start, body.minutes, body.cause)
             struck = await segment.fail(outage)
         except InputError as exc:
-            raise mapped(exc, param="target") from None
+            raise HttpError.of(exc, param="target") from None
         return {"outage": outage.to_dict(), "replanned": struck}
 
     @app.post("/api/telecommands")
@@ -197,11 +197,11 @@ def create_app(
                 body.satellite, body.command, body.args, body.packet(), body.wait
             )
         except TelecommandError as exc:  # refused on board: 403 with the reason
-            raise mapped(exc) from None
+            raise HttpError.of(exc) from None
         except InputError as exc:
-            raise mapped(exc, param="satellite") from None
+            raise HttpError.of(exc, param="satellite") from None
         except StarcomputeError as exc:  # out of contact now: 503 with the next contact
-            raise mapped(exc) from None
+            raise HttpError.of(exc) from None
 
     @app.get("/api/failures")
     async def failures() -> dict[str, Any]:
@@ -277,7 +277,8 @@ def create_app(
 def _errors(app: FastAPI) -> None:
     @app.exception_handler(HttpError)
     async def http_error(request: Request, exc: HttpError) -> JSONResponse:
-        return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+        body = error_body(exc.message, exc.kind, exc.param, exc.code)
+        return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

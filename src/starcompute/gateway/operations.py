@@ -13,8 +13,7 @@ from fastapi import APIRouter, Request
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from starcompute.errors import InputError
-from starcompute.gateway.http import HttpError, mapped
+from starcompute.errors import HttpError, InputError
 from starcompute.gateway.schemas import TelemetryInjection
 from starcompute.mission.live import GroundSegment
 from starcompute.mission.telemetry import PARAMETERS, values_of
@@ -58,7 +57,7 @@ def operations(segment: GroundSegment, authorise: Authorise) -> APIRouter:
         try:
             return tm.series(satellite_of(satellite), parameter, since)
         except InputError as exc:
-            raise mapped(exc, param="parameter") from None
+            raise HttpError.of(exc, param="parameter") from None
 
     @router.post("/api/telemetry")
     async def inject(body: TelemetryInjection, request: Request) -> dict[str, Any]:
