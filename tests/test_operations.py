@@ -4,6 +4,7 @@ verified by what the satellites report, the pass timeline, and the Open MCT feed
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -236,3 +237,29 @@ def test_timeline_and_open_mct_feed(client: Any) -> None:
     assert points and set(points[0]) == {"id", "timestamp", "value"}
     assert [p["timestamp"] for p in points] == sorted(p["timestamp"] for p in points)
     assert client.get("/openmct/history/nope.battery_soc").status_code == 404
+
+
+def test_timeline_on_a_finite_ground_segment_names_each_passs_antenna() -> None:
+    """With antennas (``serve --antennas``) each pass on the timeline is one its station's
+    antennas track: within the station's antenna count, and an antenna's passes never
+    overlap nor follow each other closer than the handover (the allocation's rule)."""
+    from starcompute.mission import views
+
+    stations = load_stations("china,ksat,aws")
+    mission = Mission.build(
+        load_constellation("three-body-12"), stations, START, 6 * 3600.0, handover_s=60.0
+    )
+    doc = views.contacts(mission, START, 6 * 3600.0)
+    counts = {s.name: s.antennas for s in stations}
+    by_antenna: dict[tuple[str, int], list[tuple[np.datetime64, np.datetime64]]] = {}
+    for g in doc["ground"]:
+        assert 0 <= g["antenna"] < counts[g["station"]]
+        by_antenna.setdefault((g["station"], g["antenna"]), []).append(
+            (parse_utc(g["aos"]), parse_utc(g["los"]))
+        )
+    every = Mission.build(load_constellation("three-body-12"), stations, START, 6 * 3600.0)
+    assert len(doc["ground"]) < len(views.contacts(every, START, 6 * 3600.0)["ground"])
+    for passes in by_antenna.values():
+        passes.sort()
+        for (_, los), (aos, _) in itertools.pairwise(passes):
+            assert aos - los >= np.timedelta64(60_000, "ms")

@@ -145,12 +145,16 @@ async function refreshCommands() {
 }
 
 // ------------------------------------------------------------------ pass timeline
+// Ground passes per station (per antenna with `serve --antennas`: the passes the planner
+// allocated to each), laser links open, the planned hops of requests in flight, a now-line.
 async function refreshTimeline() {
   const doc = await consoleJson("/api/timeline?minutes=90&before=10");
   const canvas = document.getElementById("timeline");
   const ctx = canvas.getContext("2d");
   const width = canvas.width = canvas.clientWidth, height = canvas.height = canvas.clientHeight;
-  const stations = [...new Set(doc.ground.map((g) => g.station))].sort();
+  // a row per station, or per antenna on a finite ground segment (the planner's allocation)
+  const rowOf = (g) => g.antenna === undefined ? g.station : `${g.station} #${g.antenna + 1}`;
+  const stations = [...new Set(doc.ground.map(rowOf))].sort();
   const rows = stations.concat(["laser links", "requests"]);
   const from = Date.parse(doc.span.from), to = Date.parse(doc.span.to);
   const left = 92, top = 14, rowH = Math.max(5, Math.floor((height - top) / rows.length));
@@ -164,7 +168,7 @@ async function refreshTimeline() {
   });
   for (const g of doc.ground) {
     ctx.fillStyle = g.open ? "#4fc3f7" : "#2b6f8f";
-    bar(g.aos, g.los, stations.indexOf(g.station));
+    bar(g.aos, g.los, stations.indexOf(rowOf(g)));
   }
   // laser links: how many are open, as a step chart over the row
   const laserRow = stations.length, edges = [];

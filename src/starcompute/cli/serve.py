@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from starcompute.cli.common import add_backend, add_timing_model
+from starcompute.cli.common import add_antennas, add_backend, add_timing_model, handover_s
 from starcompute.compute.engine import BATCHING
 from starcompute.errors import InputError
 from starcompute.times import parse_utc
@@ -39,6 +39,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--api-key-file", type=Path, metavar="FILE", help="one key (or id:key) a line")
     p.add_argument("--queue", type=int, default=64, metavar="N", help="requests in flight (64)")
+    add_antennas(p)
     p.add_argument(
         "--max-batch",
         type=int,
@@ -177,7 +178,8 @@ def run_serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     card = timing_card(args.timing_model, str(args.model or DEFAULT_MODEL))
-    mission = Mission.build(const, stations, start, horizon, card)
+    handover = handover_s(args)
+    mission = Mission.build(const, stations, start, horizon, card, handover_s=handover)
     options = {"max_batch": args.max_batch} if args.backend == "transformers" else {}
     engine: Any = load_engine(args.backend, args.model, **options)
     if args.seu_protect or args.seu_acceleration > 0:
@@ -193,7 +195,7 @@ def run_serve(args: argparse.Namespace) -> int:
         RequestLog(log_path),
         args.queue,
         max_batch=args.max_batch,
-        replan=lambda t: Mission.build(const, stations, t, horizon, card),
+        replan=lambda t: Mission.build(const, stations, t, horizon, card, handover_s=handover),
         model=model_id,
         continuous=args.batching == "continuous",
     )

@@ -139,6 +139,7 @@ class Mission:
     health: Health | None = None  # battery and temperature over the plan (admission)
     outages: list[Outage] = field(default_factory=list)
     _down: dict[int, list[tuple[float, float]]] = field(default_factory=dict)  # sat: [(a, b)]
+    antenna: np.ndarray | None = None  # per ground contact: the antenna tracking it (finite)
 
     @classmethod
     def build(
@@ -160,14 +161,17 @@ class Mission:
         load_card(timing_card)  # fail early on an unknown card
         if plan is None:
             plan = contact_plan(const, stations, start, horizon_s, isl=IslConfig.default())
+        antenna = None
         if handover_s is not None:
-            plan, _ = tracked_plan(plan, stations, handover_s)
+            plan, antenna = tracked_plan(plan, stations, handover_s)
         grid = time_grid(start, np.ceil(horizon_s / 60.0) * 60.0, 60.0)
         eph = propagate(const, grid)
         net = Network(const, stations)
         graph = contact_graph(plan, range_fn=geometric_range_fn(net, eph))
         health = Health.simulate(const, start, horizon_s)
-        return cls(const, stations, plan, eph, graph, timing_card, quant, health=health)
+        return cls(
+            const, stations, plan, eph, graph, timing_card, quant, health=health, antenna=antenna
+        )
 
     @property
     def n_sat(self) -> int:

@@ -16,7 +16,8 @@ def contacts(
     m: Mission, now: np.datetime64, window_s: float, before_s: float = 0.0
 ) -> dict[str, Any]:
     """Ground and laser-link windows open at ``now`` or opening within ``window_s`` (and
-    those that closed in the ``before_s`` seconds before ``now``)."""
+    those that closed in the ``before_s`` seconds before ``now``); on a finite ground
+    segment each pass names the station's antenna that tracks it."""
     t = float(offsets_s(now, m.plan.start))
     g, isl = m.plan.ground, m.plan.isl
     names, stations = m.plan.satellites, m.plan.stations
@@ -35,6 +36,7 @@ def contacts(
                 "aos": at(float(g.aos_s[k])),
                 "los": at(float(g.los_s[k])),
                 "open": bool(g.aos_s[k] <= t < g.los_s[k]),
+                **({} if m.antenna is None else {"antenna": int(m.antenna[k])}),
             }
             for k in ground
         ],
