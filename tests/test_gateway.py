@@ -6,7 +6,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
+from servers import free_port
 from starcompute import load_constellation, load_stations, parse_utc
 from starcompute.mission.control import Mission
 from starcompute.mission.requestlog import RequestLog
@@ -40,17 +40,11 @@ def mission() -> Mission:
     return Mission.build(const, load_stations("china,ksat,aws"), START, 6 * 3600.0)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class _Server:
     def __init__(self, app: Any) -> None:
         import uvicorn
 
-        self.port = _free_port()
+        self.port = free_port()
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

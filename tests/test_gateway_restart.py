@@ -6,44 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from servers import free_port, serve
 from starcompute.gateway.idempotency import Idempotency
 
 MODEL = "smollm2-135m-instruct"
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _serve(port: int, db: Path) -> subprocess.Popen[bytes]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "starcompute.cli.main", "serve", "--port", str(port),
-         "--hours", "2", "--no-wait", "--max-batch", "4", "--log-db", str(db)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.5)
-        if server.poll() is not None:
-            break
-    server.kill()
-    server.wait(timeout=30)
-    raise AssertionError("starcompute serve did not come up")
+    options = ["--hours", "2", "--no-wait", "--max-batch", "4", "--log-db", str(db)]
+    return serve(port, *options)
 
 
 def _ask(port: int, key: str) -> httpx.Response:
@@ -62,7 +39,7 @@ def _ask(port: int, key: str) -> httpx.Response:
 
 
 def test_a_retry_after_a_gateway_crash_gets_the_same_answer_once(tmp_path: Path) -> None:
-    port, db = _port(), tmp_path / "requests.sqlite"
+    port, db = free_port(), tmp_path / "requests.sqlite"
     first_server = _serve(port, db)
     try:
         first = _ask(port, "order-17")

@@ -66,3 +66,42 @@ def test_dual_execution_answers_sampled_requests(engine) -> None:  # type: ignor
     assert all(c.completion_tokens > 0 for c in done)
     assert protected.disagreements == 0 and protected.reruns == 0
     assert done[-1].token_ids == engine.generate([given])[0].token_ids  # its own seed kept
+
+
+def test_serve_seu_protect_dual_answers_sampled_requests() -> None:
+    """Issue 19, end to end: ``serve --seu-protect --dual`` answers sampled chat requests
+    (no seed given) from clients at once; every batch ran twice and both runs agreed.
+    (Both the gateway and ``ProtectedEngine`` give an unseeded sampled request a seed;
+    with neither, the two runs disagree and this test fails.)"""
+    import concurrent.futures
+
+    import httpx
+
+    from servers import free_port, serve
+
+    port = free_port()
+    server = serve(port, "--hours", "2", "--no-wait", "--max-batch", "4",
+                   "--seu-protect", "--dual")  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def ask(topic: str) -> httpx.Response:
+        body = {
+            "model": "smollm2-135m-instruct",
+            "messages": [{"role": "user", "content": f"One word about {topic}."}],
+            "max_tokens": 8,
+            "temperature": 1.5,  # two unseeded runs of 8 tokens would surely differ
+        }
+        return httpx.post(f"{url}/v1/chat/completions", json=body, timeout=180)
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(ask, ("the Moon", "rain", "tea")))
+        radiation = httpx.get(f"{url}/healthz", timeout=10).json()["radiation"]
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["usage"]["completion_tokens"] > 0
+    assert radiation["batches"] >= 1
+    assert radiation["dual_disagreements"] == 0 and radiation["batches_rerun"] == 0

@@ -26,6 +26,7 @@ import httpx
 import numpy as np
 import pytest
 
+from servers import free_port
 from starcompute import load_constellation, load_stations, parse_utc
 from starcompute.links.contacts import contact_plan
 from starcompute.times import format_utc, offsets_s
@@ -37,14 +38,6 @@ STATION = (
     "name,lat_deg,lon_deg,alt_m,min_elevation_deg,source\n"
     "AWS-Alaska,64.8400,-147.7200,140,10,as in the aws preset\n"
 )
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _first_pass_after_a_gap(stations: str) -> np.datetime64:
@@ -66,7 +59,7 @@ class RunningTestbed:
         self.stations = str(folder / "station.csv")
         self.pass_start = _first_pass_after_a_gap(self.stations)
         self.start = self.pass_start - np.timedelta64(10 * 60, "s")
-        self.run, self.port = folder / "run", _free_port()
+        self.run, self.port = folder / "run", free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.nodes = ["TB500-P00-S00", "TB500-P00-S04", "TB500-P00-S08"]
         self.extra: list[subprocess.Popen[bytes]] = []
