@@ -30,12 +30,13 @@ with atheris.instrument_imports(include=["starcompute", "tomllib", "json", "csv"
 
     from starcompute.dtn import bundle
     from starcompute.dtn.bpsec import Bpsec
-    from starcompute.errors import InputError
-    from starcompute.gateway.schemas import (
+    from starcompute.errors import HttpError, InputError
+    from starcompute.gateway.openai_requests import (
         ChatCompletionRequest,
-        FailureRequest,
-        TelecommandRequest,
+        CompletionRequest,
+        ResponsesRequest,
     )
+    from starcompute.gateway.schemas import FailureRequest, TelecommandRequest
     from starcompute.mission.failures import Outage
     from starcompute.node import jobs
     from starcompute.orbits import omm, tle
@@ -53,8 +54,13 @@ def _text(data: bytes) -> str:
 
 def _api(data: bytes) -> None:
     """The request bodies of the gateway's POST endpoints, as it validates and uses them."""
-    with contextlib.suppress(ValidationError):
-        ChatCompletionRequest.model_validate_json(data).generation(default_max_tokens=64)
+    for shape in (ChatCompletionRequest, CompletionRequest, ResponsesRequest):
+        with contextlib.suppress(ValidationError):
+            try:
+                shape.model_validate_json(data).asked(default_max_tokens=64)
+            except HttpError as exc:  # a 4xx is the answer to a bad request; a 5xx is not
+                if exc.status >= 500:
+                    raise
     with contextlib.suppress(ValidationError):
         f = FailureRequest.model_validate_json(data)
         Outage.lasting(f.kind, f.target, np.datetime64("2026-01-01T00:00:00"), f.minutes, f.cause)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 import time
+from typing import Any
 
 import httpx
 
@@ -36,3 +38,27 @@ def serve(port: int, *options: str, ready_s: float = 180.0) -> subprocess.Popen[
     server.kill()
     server.wait(timeout=30)
     raise AssertionError(f"starcompute serve {' '.join(options)} did not come up")
+
+
+class AppServer:
+    """An ASGI app served by uvicorn on a thread of this process, on 127.0.0.1."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)

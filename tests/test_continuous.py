@@ -9,6 +9,7 @@ wall-clock timings.
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -183,3 +184,47 @@ def test_engines_pick_their_scheduler(smollm2: Any) -> None:
     finally:
         s.close()
         p.close()
+
+
+def test_grammar_logprobs_and_echo_same_as_the_static_batch(smollm2: Any, continuous: Any) -> None:
+    """Constrained decoding, log-probabilities and a scored prompt (issue 22) give the
+    same tokens and values in the continuous batcher as in the static batch."""
+    from starcompute.compute import grammars
+
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "maximum": 99}},
+              "required": ["n"], "additionalProperties": False}  # fmt: skip
+    requests = [
+        _ask("Give a number as JSON.", max_tokens=30, grammar=grammars.json_schema(schema)),
+        _ask("Name a colour.", max_tokens=5, logprobs=2),
+        GenerationRequest(prompt="The capital of France is", max_tokens=0, logprobs=1, echo=True),
+    ]
+    static = smollm2.generate(requests)
+    b = continuous(max_batch=3)
+    done = [f.result(timeout=120) for f in [b.submit(r) for r in requests]]
+    assert [c.token_ids for c in done] == [c.token_ids for c in static]
+    assert static[0].finish_reason == "stop" and set(json.loads(static[0].text)) == {"n"}
+    for a, s in zip(done[1].logprobs or [], static[1].logprobs or [], strict=True):
+        assert a.token == s.token and a.logprob == pytest.approx(s.logprob, abs=1e-4)
+        assert [t for t, _, _ in a.top] == [t for t, _, _ in s.top]
+    prompt = smollm2.encode(requests[2])
+    assert done[2].completion_tokens == 0 and len(done[2].prompt_logprobs or []) == len(prompt)
+    assert done[2].prompt_logprobs == static[2].prompt_logprobs
+
+
+def test_a_request_whose_grammar_fails_fails_alone(
+    smollm2: Any, continuous: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the grammar's mask switched off, the constrained request's matcher meets a
+    token outside its grammar: that request fails with the reason, the other one in the
+    same batch finishes (before, the error stranded a request between prefill and the
+    running rows and its caller waited for ever)."""
+    from starcompute.compute import grammars
+    from starcompute.errors import StarcomputeError
+
+    monkeypatch.setattr(grammars.Matcher, "mask", lambda self, logits: logits)
+    b = continuous(max_batch=2)
+    bad = b.submit(_ask("Describe a cat.", max_tokens=20, grammar=grammars.json_object()))
+    good = b.submit(_ask("Name a colour.", max_tokens=6))
+    with pytest.raises(StarcomputeError, match="constrained decoding failed"):
+        bad.result(timeout=120)
+    assert good.result(timeout=120).completion_tokens > 0

@@ -569,9 +569,10 @@ def test_bad_generation_requests(kwargs: dict[str, Any]) -> None:
 
 
 def test_bad_message_role() -> None:
-    """Message roles are system, user or assistant only."""
+    """Message roles are system, user, assistant or tool (a tool's result) only."""
     with pytest.raises(InputError, match="role"):
-        Message("tool", "x")
+        Message("robot", "x")
+    assert Message("tool", "42").role == "tool"
     assert GenerationRequest(messages=(Message("system", "s"), Message("user", "u")))
 
 

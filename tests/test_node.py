@@ -358,6 +358,11 @@ def test_every_request_field_survives_the_uplink() -> None:
         stop=("\n\n", "END"),
         seed=42,
         ignore_eos=True,
+        grammar='{"grammars": [{"json_schema": {"type": "object"}}]}',
+        tools='[{"name": "f", "description": "", "parameters": {"type": "object"}}]',
+        logprobs=3,
+        echo=True,
+        logit_bias=((17, -5.0), (42, 2.5)),
     )
     defaults = GenerationRequest(prompt="x")
     for f in dataclasses.fields(GenerationRequest):  # the test sets every field it can

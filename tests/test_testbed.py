@@ -254,6 +254,33 @@ def test_openai_client_answers_with_the_trace_of_the_node_that_ran_it(
     assert text == r.choices[0].message.content  # greedy: the same answer, streamed
 
 
+def test_structured_output_and_logprobs_come_down_from_the_node(testbed: RunningTestbed) -> None:
+    """Issue 22 on the testbed: the grammar and the log-probabilities travel in the job
+    bundle to the node process, which decodes under the schema; the log-probabilities
+    come down in the answer's chunks."""
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 20}},
+        "required": ["city"],
+        "additionalProperties": False,
+    }
+    r = _client(testbed).chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Name the capital of France as JSON."}],
+        max_tokens=40,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=2,
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+    )
+    assert r.choices[0].finish_reason == "stop"
+    assert set(json.loads(r.choices[0].message.content)) == {"city"}
+    entries = r.choices[0].logprobs.content
+    assert len(entries) == r.usage.completion_tokens
+    assert all(len(e.top_logprobs) == 2 for e in entries)
+    assert r.model_extra["starcompute"]["trace"]["observed"]["serving_satellite"] in testbed.nodes
+
+
 def test_serving_node_killed_while_holding_the_query_then_restarted_gives_one_answer(
     testbed: RunningTestbed,
 ) -> None:

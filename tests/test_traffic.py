@@ -7,7 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from starcompute.compute.engine import GenerationRequest, Message, prompt_token_count
+from starcompute.compute.engine import (
+    GenerationRequest,
+    Message,
+    TokenLogprob,
+    prompt_token_count,
+)
 from starcompute.dtn.bpsec import Bpsec, new_secret
 from starcompute.dtn.bundle import Bundle, encode
 from starcompute.dtn.eid import MISSION_CONTROL, Eid, Service
@@ -34,11 +39,11 @@ def test_query_sized_by_tokens_matches_a_sealed_job(tokens: int) -> None:
     assert abs(float(query_bytes_for(tokens)) - real) <= 4
 
 
-def _chunk(text: str, final: bool) -> Chunk:
+def _chunk(text: str, final: bool, logprobs: tuple[TokenLogprob, ...] = ()) -> Chunk:
     big = 2**40  # DTN milliseconds of 2026: the widest CBOR integers a chunk carries
     return Chunk(
         TYPICAL_QUERY_ID, 99, text, final, "STAR-COMPUTE-2800-P99-S99", 4096, big, big, big,
-        big, big, "length" if final else None, 4096, 4096,
+        big, big, "length" if final else None, 4096, 4096, logprobs=logprobs,
     )  # fmt: skip
 
 
@@ -67,7 +72,8 @@ def test_chunk_framing_covers_a_real_chunk_bundle(text: str) -> None:
     """A chunk booked at chunk_bytes(text) is never larger on the wire, with the widest
     fields it can carry and the previous-node block of a forwarded bundle."""
     for final in (False, True):
-        assert _wire(_chunk(text, final)) <= chunk_bytes(text)
+        chunk = _chunk(text, final)
+        assert _wire(chunk) <= chunk_bytes(chunk)
 
 
 def test_answer_booking_covers_its_chunks() -> None:
@@ -76,10 +82,33 @@ def test_answer_booking_covers_its_chunks() -> None:
     tokens, per_chunk = 21, 8
     pieces = ["火星🚀"[: 1 + i % 3] for i in range(tokens)]  # 3 to 8 UTF-8 bytes each
     texts = ["".join(pieces[i : i + per_chunk]) for i in range(0, tokens, per_chunk)]
-    wire = sum(chunk_bytes(t) for t in texts) + chunk_bytes("")
+    wire = sum(chunk_bytes(_chunk(t, False)) for t in texts) + chunk_bytes(_chunk("", True))
     assert wire <= answer_bytes(tokens, per_chunk)
     many = np.array([1, 8, 9, 21, 1024])
     assert answer_bytes_for(many).tolist() == [answer_bytes(int(n)) for n in many]
+
+
+@pytest.mark.parametrize("alternatives", [0, 3, 20])
+def test_logprob_booking_covers_the_chunks_that_carry_them(alternatives: int) -> None:
+    """With log-probabilities asked for, the booking covers chunks carrying an entry per
+    token with that many alternatives (16-byte tokens, the widest ids and floats), and
+    each chunk is sized with the entries it carries."""
+    tokens, per_chunk = 21, 8
+
+    def entry(i: int) -> TokenLogprob:
+        top = tuple((2**31 - k, b"x" * 16, -1.0 / (k + 1)) for k in range(alternatives))
+        return TokenLogprob(2**31 - i, b"y" * 16, -0.123456789, top)
+
+    entries = [entry(i) for i in range(tokens)]
+    chunks = [
+        _chunk("火星🚀" * 2, False, tuple(entries[i : i + per_chunk]))
+        for i in range(0, tokens, per_chunk)
+    ]
+    chunks.append(_chunk("", True))
+    for chunk in chunks:
+        assert _wire(chunk) <= chunk_bytes(chunk)
+    assert sum(chunk_bytes(c) for c in chunks) <= answer_bytes(tokens, per_chunk, alternatives)
+    assert answer_bytes(tokens, per_chunk, alternatives) > answer_bytes(tokens, per_chunk)
 
 
 def test_prompt_tokens_from_the_tokenizer_or_the_estimate() -> None:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from starcompute.compute.batcher import EngineWorker, PieceCallback
 from starcompute.compute.engine import Completion, GenerationRequest
 from starcompute.compute.streams import Stream, sample
-from starcompute.errors import InputError
+from starcompute.errors import InputError, StarcomputeError
 
 if TYPE_CHECKING:
     from starcompute.compute.real import TransformersEngine
@@ -248,10 +248,13 @@ class ContinuousBatcher(EngineWorker):
             return
         first = sample(logits[[i for i, _ in done]], [s.stream for _, s in done], 0)
         now = time.perf_counter()
+        from starcompute.compute.real import score_prompt
+
         for (_, seq), token in zip(done, first, strict=True):
+            score_prompt(self.engine, seq.stream)
             self.filling.remove(seq)
             seq.length = seq.filled
-            if seq.stream.accept(token, now):
+            if self._accept(seq, token, now):
                 self._release(seq.row)
                 self._finish(seq)
             else:
@@ -292,12 +295,24 @@ class ContinuousBatcher(EngineWorker):
         finished = []
         for i, (seq, token) in enumerate(zip(self.running, tokens, strict=True)):
             seq.length += 1
-            if seq.stream.accept(token, now):
+            if self._accept(seq, token, now):
                 finished.append(i)
             else:
                 seq.token = token
         for i in reversed(finished):
             self._leave(i)
+
+    @staticmethod
+    def _accept(seq: _Seq, token: int, now: float) -> bool:
+        """``seq`` takes its token; True once it is done. A request whose own answer
+        fails (e.g. its grammar) fails alone: its caller hears the error."""
+        try:
+            return seq.stream.accept(token, now)
+        except StarcomputeError as exc:
+            seq.stream.done = True
+            if not seq.future.done():
+                seq.future.set_exception(exc)
+            return True
 
     def _leave(self, i: int) -> None:
         """Running request ``i`` is done: the last running row moves into its row."""
@@ -324,8 +339,9 @@ class ContinuousBatcher(EngineWorker):
             seq.future.set_result(seq.stream.completion())
 
     def _fail_all(self, exc: Exception) -> None:
-        with self._cv:
-            seqs = self.running + self.filling
+        with self._cv:  # also one between the lists (a prompt done, not yet running)
+            held = [s for s in self._rows if s is not None]
+            seqs = list(dict.fromkeys(self.running + self.filling + held))
             self.running, self.filling = [], []
             self._rows = [None] * len(self._rows)
         for seq in seqs:

@@ -56,7 +56,7 @@ def unsupported(config: dict[str, Any]) -> str | None:
 class Output:
     """What one forward pass returns (the fields the engine reads)."""
 
-    logits: torch.Tensor  # [batch, 1, vocab]: the last position only
+    logits: torch.Tensor  # [batch, kept, vocab]: the last position only by default
     past_key_values: KVCache
 
 
@@ -239,9 +239,11 @@ class Decoder(nn.Module):
         position_ids: torch.Tensor,
         past_key_values: KVCache | None = None,
         use_cache: bool = True,
+        logits_to_keep: int = 1,
     ) -> Output:
         """One pass over ``input_ids`` [batch, new] after ``past_key_values``;
-        ``attention_mask`` [batch, past + new] (1 = a real token, left padding 0)."""
+        ``attention_mask`` [batch, past + new] (1 = a real token, left padding 0);
+        logits of the last ``logits_to_keep`` positions (0: all, as in ``transformers``)."""
         x = self.model.embed_tokens(input_ids)
         rope = self._rope(position_ids, x.dtype)
         mask = _mask(attention_mask.bool(), input_ids.shape[1])
@@ -249,8 +251,8 @@ class Decoder(nn.Module):
         for i, layer in enumerate(self.model.layers):
             x, kv = layer(x, rope, mask, past_key_values[i] if past_key_values else None)
             cache.append(kv)
-        last = self.model.norm(x[:, -1:, :])
-        return Output(self.lm_head(last), cache)
+        kept = x if logits_to_keep == 0 else x[:, -logits_to_keep:, :]
+        return Output(self.lm_head(self.model.norm(kept)), cache)
 
     def forward_rows(
         self,

@@ -22,14 +22,41 @@ TokenCallback = Callable[[int, str], None]  # (request index, text piece)
 text is held back), so the calls count a request's steps; the last call flushes."""
 
 
+ROLES = ("system", "user", "assistant", "tool")
+MAX_TOP_LOGPROBS = 20  # alternatives per token (OpenAI's limit)
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
-    role: str  # "system" | "user" | "assistant"
+    role: str  # "system" | "user" | "assistant" | "tool" (a tool's result)
     content: str
 
     def __post_init__(self) -> None:
-        if self.role not in ("system", "user", "assistant"):
-            raise InputError(f"message role must be system, user or assistant, got {self.role!r}")
+        if self.role not in ROLES:
+            raise InputError(f"message role must be one of {', '.join(ROLES)}, got {self.role!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One token with its log-probability (natural log) under the model's own
+    distribution, before temperature, top-p, logit bias and any grammar (vLLM's default
+    "raw" log-probabilities), and the ``top`` most likely tokens at that position."""
+
+    token: int
+    text: bytes  # the bytes it stands for (may be part of a UTF-8 character)
+    logprob: float | None  # None: a prompt's first token (nothing comes before it)
+    top: tuple[tuple[int, bytes, float], ...] = ()
+
+    def to_list(self) -> list[Any]:
+        return [self.token, self.text, self.logprob, [list(t) for t in self.top]]
+
+    @classmethod
+    def from_list(cls, item: Any) -> TokenLogprob:
+        token, text, logprob, top = item
+        if not (isinstance(token, int) and isinstance(text, bytes)):
+            raise TypeError("a token's log-probability is [id, bytes, logprob, top]")
+        alternatives = tuple((int(t), bytes(b), float(p)) for t, b, p in top)
+        return cls(token, text, None if logprob is None else float(logprob), alternatives)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,17 +71,27 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     ignore_eos: bool = False  # generate exactly max_tokens (benchmarks)
+    grammar: str | None = None  # the answer must match it (llguidance, compute.grammars)
+    tools: str | None = None  # JSON list of tools the prompt offers (compute.tools)
+    logprobs: int | None = None  # each answer token's logprob and this many alternatives
+    echo: bool = False  # the prompt's tokens and their logprobs too (needs logprobs)
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token, bias) added before sampling
     cancelled: Callable[[], bool] | None = field(default=None, compare=False)  # stop early
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (not self.messages):
             raise InputError("give either a prompt or chat messages, not both or neither")
+        least = 0 if self.echo else 1  # echo with 0 tokens: score the prompt only
         if not (
             isinstance(self.max_tokens, int)
             and not isinstance(self.max_tokens, bool)
-            and self.max_tokens > 0
+            and self.max_tokens >= least
         ):
-            raise InputError(f"max tokens must be a positive integer, got {self.max_tokens!r}")
+            raise InputError(f"max tokens must be an integer >= {least}, got {self.max_tokens!r}")
+        if self.logprobs is not None and not 0 <= self.logprobs <= MAX_TOP_LOGPROBS:
+            raise InputError(f"logprobs must be within 0..{MAX_TOP_LOGPROBS}, got {self.logprobs}")
+        if self.echo and self.logprobs is None:
+            raise InputError("echo needs logprobs (the prompt's tokens come with theirs)")
         if not (math.isfinite(self.temperature) and 0.0 <= self.temperature <= 5.0):
             raise InputError(f"temperature must be within 0..5, got {self.temperature}")
         if not (0.0 < self.top_p <= 1.0):
@@ -72,6 +109,8 @@ class Completion:
     time_to_first_token_s: float
     total_s: float
     token_ids: list[int] = field(default_factory=list)
+    logprobs: list[TokenLogprob] | None = None  # one per answer token, when asked for
+    prompt_logprobs: list[TokenLogprob] | None = None  # one per prompt token (echo)
 
     @property
     def decode_tokens_per_s(self) -> float:

@@ -55,6 +55,13 @@ class LlamaCppEngine(EngineBase):
         return [self._one(i, r, on_token) for i, r in enumerate(requests)]
 
     def _one(self, index: int, r: GenerationRequest, on_token: TokenCallback | None) -> Completion:
+        offered = (("grammar", r.grammar), ("tools", r.tools), ("logit_bias", r.logit_bias))
+        asked = [name for name, value in offered if value] + ["logprobs"] * (r.logprobs is not None)
+        if asked:
+            raise InputError(
+                f"the llama.cpp backend here does not offer {', '.join(asked)}: "
+                "serve with --backend transformers"
+            )
         kwargs = {
             "max_tokens": r.max_tokens,
             "temperature": r.temperature,

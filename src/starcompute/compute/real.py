@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from starcompute.compute import tools
 from starcompute.compute.checkpoints import DEFAULT_MODEL, check_hf_dir, offline, resolve
 from starcompute.compute.engine import (
     Completion,
@@ -30,7 +31,7 @@ from starcompute.compute.engine import (
     Scheduler,
     TokenCallback,
 )
-from starcompute.compute.streams import PieceFn, Stream, sample
+from starcompute.compute.streams import PieceFn, Stream, prompt_logprobs, sample
 from starcompute.compute.tokenizer import ChatTokenizer
 from starcompute.errors import InputError
 
@@ -183,8 +184,15 @@ def prompt_ids(
         ids = tokenizer.encode(request.prompt)
     else:
         msgs = [{"role": m.role, "content": m.content} for m in request.messages]
+        signatures = None
+        if request.tools is not None:
+            offered = tools.parse_tools(request.tools)
+            if tokenizer.renders_tools:
+                signatures = [t.signature() for t in offered]
+            else:
+                msgs = tools.with_system_text(msgs, offered)
         if tokenizer.chat_template:
-            ids = tokenizer.encode_chat(msgs)
+            ids = tokenizer.encode_chat(msgs, signatures)
         else:
             text = "".join(CHATML_FALLBACK.format(**m) for m in msgs)
             ids = tokenizer.encode(text + "<|im_start|>assistant\n")
@@ -247,6 +255,8 @@ class _Batch:
         for s in self.streams:
             s.started_s = t0  # one batch: one start, one time to first token
         with torch.inference_mode():
+            for s in self.streams:
+                score_prompt(e, s)
             pos = (mask.cumsum(-1) - 1).clamp(min=0)
             res = e.model(
                 input_ids=ids.to(e.device),
@@ -274,6 +284,13 @@ class _Batch:
                 )
                 cache, logits = _cache_of(res), res.logits[:, -1, :].float()
         return [s.completion() for s in self.streams]
+
+
+def score_prompt(engine: TransformersEngine, stream: Stream) -> None:
+    """The prompt's log-probabilities, for a request that echoes its prompt."""
+    k = stream.request.logprobs
+    if stream.request.echo and k is not None:
+        stream.prompt_logprobs = prompt_logprobs(engine.model, stream.prompt, k, engine.tokenizer)
 
 
 def _emitter(on_token: TokenCallback | None, index: int) -> PieceFn | None:

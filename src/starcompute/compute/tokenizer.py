@@ -42,6 +42,7 @@ class ChatTokenizer:
         self.add_eos = bool(config.get("add_eos_token", False))
         self.chat_template = _template(directory, config)
         self._compiled: Any = None
+        self._json: str | None = None  # the tokenizer serialised (for llguidance)
 
     def id_of(self, role: str) -> int | None:
         """The id of a special token (``"eos_token"``, ``"pad_token"``, ...), if any."""
@@ -66,15 +67,18 @@ class ChatTokenizer:
             ids.append(eos)
         return ids
 
-    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
+    def encode_chat(
+        self, messages: list[dict[str, str]], tools: list[dict[str, Any]] | None = None
+    ) -> list[int]:
         """Token ids of a chat rendered by the checkpoint's template, ready for the
-        assistant's turn (the template places the special tokens itself)."""
+        assistant's turn (the template places the special tokens itself); ``tools``:
+        function signatures for a template that renders them (:attr:`renders_tools`)."""
         if self.chat_template is None:
             raise InputError("this checkpoint has no chat template")
         import jinja2
 
         try:
-            text = self._render(messages)
+            text = self._render(messages, tools)
         except jinja2.TemplateError as exc:  # e.g. the template's raise_exception
             raise InputError(f"the chat template rejects these messages: {exc}") from None
         return list(self.backend.encode(text, add_special_tokens=False).ids)
@@ -83,11 +87,34 @@ class ChatTokenizer:
         """The text of ``ids`` with special tokens left out."""
         return str(self.backend.decode(ids, skip_special_tokens=True))
 
-    def _render(self, messages: list[dict[str, str]]) -> str:
+    def guidance(self, eos_ids: set[int] | None = None) -> Any:
+        """llguidance's tokenizer for this vocabulary (constrained decoding, token bytes);
+        ``eos_ids``: the tokens that end an answer (default: the EOS token)."""
+        from starcompute.compute.grammars import guidance_tokenizer
+
+        if self._json is None:
+            self._json = self.backend.to_str()
+        own = self.eos_token_id
+        eos = eos_ids if eos_ids is not None else ({own} if own is not None else set())
+        return guidance_tokenizer(self._json, tuple(sorted(eos)))
+
+    def token_bytes(self, token: int) -> bytes:
+        """The bytes one token stands for (a piece of a UTF-8 character, possibly)."""
+        return bytes(self.guidance().decode_bytes([token]))
+
+    @property
+    def renders_tools(self) -> bool:
+        """The chat template lays out ``tools`` itself (Qwen3's does, SmolLM2's not)."""
+        return bool(self.chat_template) and "tools" in str(self.chat_template)
+
+    def _render(self, messages: list[dict[str, str]], tools: list[dict[str, Any]] | None) -> str:
         if self._compiled is None:
             self._compiled = _environment().from_string(self.chat_template)
         tokens = {role: token for role, token in self.special.items() if token is not None}
-        return str(self._compiled.render(messages=messages, add_generation_prompt=True, **tokens))
+        extra = {"tools": tools} if tools else {}
+        return str(
+            self._compiled.render(messages=messages, add_generation_prompt=True, **tokens, **extra)
+        )
 
 
 def _environment() -> Any:

@@ -20,30 +20,28 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from starcompute.errors import (
     HttpError,
-    IdempotencyError,
     InputError,
-    QueueFullError,
     StarcomputeError,
     TelecommandError,
 )
 from starcompute.gateway.idempotency import Idempotency
 from starcompute.gateway.metrics import GatewayMetrics
+from starcompute.gateway.openai_api import Limits, openai_api
 from starcompute.gateway.operations import TelemetryCollector, operations
 from starcompute.gateway.schemas import (
-    ChatCompletionRequest,
     FailureRequest,
     TelecommandRequest,
     error_body,
 )
-from starcompute.mission.control import Mission, Trace
+from starcompute.mission.control import Mission
 from starcompute.mission.failures import Outage
-from starcompute.mission.live import Event, GroundSegment
+from starcompute.mission.live import GroundSegment
 from starcompute.times import parse_utc
 
 STATIC = Path(__file__).parent / "static"
@@ -96,80 +94,6 @@ def create_app(
         raise HttpError(
             401, "Incorrect or missing API key.", "invalid_request_error", None, "invalid_api_key"
         )
-
-    @app.post("/v1/chat/completions", response_model=None)
-    async def chat(body: ChatCompletionRequest, request: Request) -> Response:
-        key_id = authorise(request)
-        if body.model != model_id:
-            raise HttpError(
-                400,
-                f"The model {body.model!r} does not exist; available: {model_id}",
-                param="model",
-                code="model_not_found",
-            )
-        asked = body.max_completion_tokens or body.max_tokens or default_max_tokens
-        if asked > max_tokens_limit:
-            raise HttpError(
-                400,
-                f"max_tokens must be within 1..{max_tokens_limit}, got {asked}",
-                param="max_tokens",
-                code="max_tokens_out_of_range",
-            )
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        idem_key = request.headers.get("idempotency-key")
-        owner = key_id or ""
-        if idem_key is not None:
-            try:
-                asked_for = body.model_dump(mode="json", exclude={"stream", "stream_options"})
-                fingerprint = Idempotency.fingerprint(asked_for)
-                replay = await idem.claim(owner, Idempotency.check_key(idem_key), fingerprint)
-            except IdempotencyError as exc:
-                raise HttpError.of(exc, param="Idempotency-Key") from None
-            if replay is not None and replay.body is not None:
-                metrics.requests.labels("replayed").inc()
-                return _replay(replay.body, replay.headers, body.stream, include_usage)
-
-        def remember(answer: dict[str, Any], headers: dict[str, str]) -> None:
-            if idem_key is not None:
-                idem.complete(owner, idem_key, answer, headers)
-
-        def forget() -> None:  # the run ended without an answer: a retry runs again
-            if idem_key is not None:
-                idem.abandon(owner, idem_key)
-
-        try:
-            return await _start(body, key_id, remember, forget, include_usage)
-        except BaseException:
-            forget()
-            raise
-
-    async def _start(
-        body: ChatCompletionRequest,
-        key_id: str | None,
-        remember: Callable[[dict[str, Any], dict[str, str]], None],
-        forget: Callable[[], None],
-        include_usage: bool,
-    ) -> Response:
-        try:
-            gen = body.generation(default_max_tokens)
-        except InputError as exc:
-            raise HttpError.of(exc, param="messages") from None
-        events = _counted(metrics, segment.request(gen, key_id, body.stream), forget)
-        try:
-            first = await anext(events)
-        except InputError as exc:  # past the context window
-            raise HttpError.of(exc, param="max_tokens", code="context_length_exceeded") from None
-        except StarcomputeError as exc:  # queue full, no path to orbit, ...
-            raise HttpError.of(exc) from None
-        request_id = first.request_id
-        headers = _headers(request_id, first.planned(), planned=True)
-        if body.stream:
-            chunks = _sse(metrics, events, request_id, model_id, include_usage, remember)
-            return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
-        try:
-            return await _complete(metrics, events, request_id, model_id, remember)
-        except StarcomputeError as exc:  # e.g. a failure left no way to re-plan it
-            raise HttpError.of(exc) from None
 
     @app.post("/api/failures")
     async def inject_failure(body: FailureRequest, request: Request) -> dict[str, Any]:
@@ -268,6 +192,15 @@ def create_app(
             "<p>The dashboard is not built: run <code>make web</code>.</p>"
         )
 
+    app.include_router(
+        openai_api(
+            segment,
+            authorise,
+            metrics,
+            idem,
+            Limits(model_id, default_max_tokens, max_tokens_limit),
+        )
+    )
     app.include_router(operations(segment, authorise))
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -283,6 +216,11 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":
+            ctx = first.get("ctx")
+            why = ctx.get("error", "") if isinstance(ctx, dict) else ""
+            message = f"the body is not valid JSON: {why}"
+            return JSONResponse(error_body(message.rstrip(": ")), status_code=400)
         types = {"str", "int", "float", "bool", "dict", "list", "none"}
         loc = [
             str(p)
@@ -291,191 +229,6 @@ def _errors(app: FastAPI) -> None:
         ]
         param = ".".join(loc) or None
         message = f"{param}: {first.get('msg')}" if param else str(first.get("msg"))
+        if first.get("type") == "extra_forbidden":
+            message = f"{param} is not a field of this request (docs/openai-api.md lists them)"
         return JSONResponse(error_body(message, param=param), status_code=400)
-
-
-async def _counted(
-    metrics: GatewayMetrics, events: AsyncIterator[Event], forget: Callable[[], None]
-) -> AsyncIterator[Event]:
-    """The segment's events, counted by outcome (``forget()``: an idempotency key whose
-    run delivered nothing is released)."""
-    status = "failed"
-    try:
-        async for event in events:
-            if event.kind == "done":
-                status = "completed"
-            yield event
-    except QueueFullError:
-        status = "rejected_busy"
-        raise
-    finally:
-        await _close(events)  # the request's own clean-up runs now, not at collection
-        forget()
-        metrics.requests.labels(status).inc()
-
-
-async def _close(events: AsyncIterator[Any]) -> None:
-    close = getattr(events, "aclose", None)
-    if close is not None:
-        with contextlib.suppress(Exception):
-            await close()
-
-
-def _headers(request_id: str, trace: Trace, planned: bool) -> dict[str, str]:
-    prefix = "X-Starcompute-"
-    return {
-        prefix + "Request-Id": request_id,
-        prefix + "Uplink-Station": trace.uplink_station,
-        prefix + "Serving-Satellite": trace.serving_satellite,
-        prefix + "Downlink-Station": trace.downlink_station,
-        prefix + ("Planned-Latency-S" if planned else "Orbit-Latency-S"): f"{trace.total_s:.3f}",
-    }
-
-
-def _usage(event: Event) -> dict[str, int]:
-    done = event.answer()
-    total = done.prompt_tokens + done.completion_tokens
-    return {
-        "prompt_tokens": done.prompt_tokens,
-        "completion_tokens": done.completion_tokens,
-        "total_tokens": total,
-    }
-
-
-def _extra(request_id: str, event: Event) -> dict[str, Any]:
-    return {
-        "request_id": request_id,
-        "trace": event.planned().to_dict(),
-        "wall": {"time_to_first_token_s": event.wall_ttft_s, "total_s": round(event.wall_s, 4)},
-    }
-
-
-def _finish(
-    metrics: GatewayMetrics,
-    request_id: str,
-    model_id: str,
-    event: Event,
-    remember: Callable[[dict[str, Any], dict[str, str]], None],
-) -> dict[str, Any]:
-    """Count a delivered answer; its chat.completion body (kept for retries)."""
-    done, trace = event.answer(), event.planned()
-    metrics.tokens.inc(done.completion_tokens)
-    metrics.orbit_latency.observe(trace.total_s)
-    if event.wall_ttft_s is not None:
-        metrics.wall_ttft.observe(event.wall_ttft_s)
-    body = {
-        "id": request_id,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model_id,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": done.text},
-                "logprobs": None,
-                "finish_reason": done.finish_reason,
-            }
-        ],
-        "usage": _usage(event),
-        "starcompute": _extra(request_id, event),
-    }
-    remember(body, _headers(request_id, trace, planned=False))
-    return body
-
-
-async def _complete(
-    metrics: GatewayMetrics,
-    events: AsyncIterator[Event],
-    request_id: str,
-    model_id: str,
-    remember: Callable[[dict[str, Any], dict[str, str]], None],
-) -> JSONResponse:
-    final: tuple[Event, dict[str, Any]] | None = None
-    try:
-        async for event in events:
-            if event.kind == "done":
-                final = event, _finish(metrics, request_id, model_id, event, remember)
-    finally:
-        await _close(events)
-    if final is None:
-        raise StarcomputeError(f"request {request_id} ended without an answer")
-    event, body = final
-    return JSONResponse(body, headers=_headers(request_id, event.planned(), planned=False))
-
-
-def _chunk(
-    request_id: str, created: int, model_id: str, delta: dict[str, Any] | None,
-    finish: str | None = None, **extra: Any,
-) -> str:  # fmt: skip
-    """One server-sent event in OpenAI's chunk shape (``delta=None``: no choices)."""
-    choices = [] if delta is None else [
-        {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-    ]  # fmt: skip
-    body = {
-        "id": request_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model_id,
-        "choices": choices,
-        **extra,
-    }
-    return f"data: {json.dumps(body)}\n\n"
-
-
-async def _sse(
-    metrics: GatewayMetrics,
-    events: AsyncIterator[Event],
-    request_id: str,
-    model_id: str,
-    include_usage: bool,
-    remember: Callable[[dict[str, Any], dict[str, str]], None],
-) -> AsyncIterator[str]:
-    """Server-sent events in OpenAI's chunk shape, then ``data: [DONE]``."""
-    created = int(time.time())
-    yield _chunk(request_id, created, model_id, {"role": "assistant", "content": ""})
-    try:
-        async for event in events:
-            if event.kind == "piece":
-                yield _chunk(request_id, created, model_id, {"content": event.text})
-            elif event.kind == "done":
-                body = _finish(metrics, request_id, model_id, event, remember)
-                for line in _closing(body, created, include_usage):
-                    yield line
-    except Exception as exc:  # headers are gone: the error travels in the stream
-        yield f"data: {json.dumps(error_body(str(exc), 'server_error'))}\n\n"
-    finally:
-        await _close(events)  # also when the client went away mid-stream
-    yield "data: [DONE]\n\n"
-
-
-def _closing(body: dict[str, Any], created: int, include_usage: bool) -> list[str]:
-    """The last chunks of a stream: the finish reason (and the trace), then the usage."""
-    rid, model_id = body["id"], body["model"]
-    finish = body["choices"][0]["finish_reason"]
-    lines = [_chunk(rid, created, model_id, {}, finish, starcompute=body["starcompute"])]
-    if include_usage:
-        lines.append(_chunk(rid, created, model_id, None, usage=body["usage"]))
-    return lines
-
-
-def _replay(
-    body: dict[str, Any], headers: dict[str, str], stream: bool, include_usage: bool
-) -> Response:
-    """A stored answer again, to a client's retry (as a stream if it asks for one)."""
-    headers = {**headers, "Idempotent-Replayed": "true"}
-    if not stream:
-        return JSONResponse(body, headers=headers)
-    rid, model_id, created = body["id"], body["model"], body["created"]
-    text = body["choices"][0]["message"]["content"]
-    lines = [
-        _chunk(rid, created, model_id, {"role": "assistant", "content": ""}),
-        _chunk(rid, created, model_id, {"content": text}),
-        *_closing(body, created, include_usage),
-        "data: [DONE]\n\n",
-    ]
-
-    async def chunks() -> AsyncIterator[str]:
-        for line in lines:
-            yield line
-
-    return StreamingResponse(chunks(), media_type="text/event-stream", headers=headers)

@@ -1,71 +1,14 @@
-"""OpenAI chat-completions request shapes, validated, and OpenAI-style error bodies."""
+"""The operations API's request shapes (failures, telecommands, telemetry), validated,
+and OpenAI-style error bodies (the OpenAI requests themselves: ``openai_requests``)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from starcompute.compute.engine import GenerationRequest, Message
 from starcompute.mission.failures import OutageKind
 from starcompute.security.telecommand import CommandKind
-
-
-class TextPart(BaseModel):
-    type: Literal["text"]
-    text: str
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] | None = None
-    name: str | None = None
-
-    def text(self) -> str:
-        if self.content is None:
-            return ""
-        if isinstance(self.content, str):
-            return self.content
-        return "".join(p.text for p in self.content)
-
-
-class StreamOptions(BaseModel):
-    include_usage: bool = False
-
-
-class ChatCompletionRequest(BaseModel):
-    """The fields a client may send; unknown OpenAI fields are accepted and ignored."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str = Field(min_length=1)
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    stop: str | list[str] | None = None
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    n: int | None = Field(default=None, ge=1, le=1)
-    seed: int | None = None
-    user: str | None = None
-    ignore_eos: bool = False  # an extension (as in vLLM): generate exactly max_tokens
-
-    def generation(self, default_max_tokens: int) -> GenerationRequest:
-        stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
-        roles = {"developer": "system"}
-        return GenerationRequest(
-            messages=tuple(Message(roles.get(m.role, m.role), m.text()) for m in self.messages),
-            max_tokens=self.max_completion_tokens or self.max_tokens or default_max_tokens,
-            temperature=1.0 if self.temperature is None else self.temperature,
-            top_p=1.0 if self.top_p is None else self.top_p,
-            stop=tuple(s for s in stops if s),
-            seed=self.seed,
-            ignore_eos=self.ignore_eos,
-        )
 
 
 class FailureRequest(BaseModel):

@@ -30,7 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from starcompute.compute.engine import Completion, GenerationRequest, prompt_token_count
+from starcompute.compute.engine import (
+    Completion,
+    GenerationRequest,
+    TokenLogprob,
+    prompt_token_count,
+)
 from starcompute.errors import (
     InputError,
     OutOfContactError,
@@ -85,6 +90,8 @@ class Event:
     completion: Completion | None = None
     wall_ttft_s: float | None = None  # wall seconds from the request to its first text
     wall_s: float = 0.0  # wall seconds from the request to this event
+    logprobs: tuple[TokenLogprob, ...] = ()  # a piece's tokens' (when the request asks)
+    prompt_logprobs: tuple[TokenLogprob, ...] = ()  # the prompt's (echo: the first piece)
 
     def planned(self) -> Trace:
         """The trace of a ``planned`` or ``done`` event."""
@@ -198,8 +205,11 @@ class GroundSegment:
         if request.temperature > 0 and request.seed is None:  # a re-run repeats the tokens
             request = dataclasses.replace(request, seed=secrets.randbits(31))
         query = Query.of(request_id, request, self.chunk_tokens)
-        sizes = (job_bytes(query, self.model), answer_bytes(request.max_tokens, self.chunk_tokens))
-        trip = _Trip(await self._plan(prompt_tokens, request.max_tokens, *sizes))
+        echoed = prompt_tokens if request.echo else 0
+        answer = answer_bytes(request.max_tokens, self.chunk_tokens, request.logprobs, echoed)
+        sizes = (job_bytes(query, self.model), answer)
+        steps = max(request.max_tokens, 1)  # scoring a prompt (0 tokens): timed as one step
+        trip = _Trip(await self._plan(prompt_tokens, steps, *sizes))
         self._trips[request_id] = trip
         self.log.planned(request_id, trip.trace.to_dict())  # its path, while it travels
         try:
@@ -208,10 +218,22 @@ class GroundSegment:
             ttft: float | None = None
             async for arrival in self._arrivals(query, trip, request, prompt_tokens, sizes):
                 arrivals.append(arrival)
-                if arrival.chunk.text:
+                chunk = arrival.chunk
+                if chunk.text:
                     ttft = ttft if ttft is not None else time.perf_counter() - t0
-                    yield Event("piece", request_id, text=arrival.chunk.text)
+                if chunk.text or chunk.logprobs or chunk.prompt_logprobs:
+                    yield Event(
+                        "piece",
+                        request_id,
+                        text=chunk.text,
+                        logprobs=chunk.logprobs,
+                        prompt_logprobs=chunk.prompt_logprobs,
+                    )
             done = self._finish(request_id, trip.trace, arrivals, ttft, time.perf_counter() - t0)
+            if request.logprobs is not None:
+                done.answer().logprobs = [t for a in arrivals for t in a.chunk.logprobs]
+                prompt = [t for a in arrivals for t in a.chunk.prompt_logprobs]
+                done.answer().prompt_logprobs = prompt or None
             outcome["status"] = "completed"
             yield done
         finally:
@@ -245,7 +267,8 @@ class GroundSegment:
                 )
             except _StruckError:
                 attempt += 1
-                trip.trace = await self._plan(prompt_tokens, request.max_tokens, *sizes)
+                steps = max(request.max_tokens, 1)
+                trip.trace = await self._plan(prompt_tokens, steps, *sizes)
                 trip.trace.replans = attempt
                 self.log.planned(query.query_id, trip.trace.to_dict())
 
@@ -566,7 +589,7 @@ def chunk_plan(m: Mission, chunk: Any, trace: Trace) -> np.datetime64:
     from starcompute.dtn.bundle import from_dtn_ms
 
     t_s = float(offsets_s(from_dtn_ms(chunk.predicted_ms), m.plan.start))
-    size = chunk_bytes(chunk.text)
+    size = chunk_bytes(chunk)
     found = m.downlink(m.const.index(chunk.satellite), t_s, size)
     if found is None:
         return trace.delivered

@@ -95,7 +95,7 @@ def ask(
     )[0]
     host_s = time.perf_counter() - t0
     chunks = _chunks(mission, verified, sat, probe, prompt_tokens, steps, done, host_s)
-    down = sum(chunk_bytes(c.text) for c in chunks)
+    down = sum(chunk_bytes(c) for c in chunks)
     trace = mission.submit(
         station,
         at,

@@ -10,7 +10,9 @@ for every planner (the live ground segment, ``ask``, ``availability``, the simul
   UTF-8 per token of ``max_tokens``) plus one chunk's framing per chunk: the first token
   alone, then ``chunk_tokens`` a chunk, then the final chunk (``node.pace.ChunkBuilder``;
   :func:`answer_bytes`); each chunk that comes down is its text plus that framing
-  (:func:`chunk_bytes`).
+  (:func:`chunk_bytes`). Log-probabilities, when a request asks for them, are booked per
+  token at their CBOR size with the alternatives asked for (:func:`logprob_bytes`), and
+  each chunk is sized with those it carries.
 * **Prompt tokens**: the engine's tokenizer where there is one, else the estimate of
   ``compute.engine.prompt_token_count``.
 """
@@ -19,10 +21,11 @@ from __future__ import annotations
 
 import functools
 
+import cbor2
 import numpy as np
 import numpy.typing as npt
 
-from starcompute.node.jobs import DEFAULT_CHUNK_TOKENS, Query, seal_job
+from starcompute.node.jobs import DEFAULT_CHUNK_TOKENS, Chunk, Query, seal_job
 from starcompute.security.telecommand import GroundKeys, Key
 
 # primary block, hop count, previous node, CRCs and the BPSec blocks (BIB with its 48-byte
@@ -30,6 +33,8 @@ from starcompute.security.telecommand import GroundKeys, Key
 BUNDLE_OVERHEAD_BYTES = 232
 CHUNK_OVERHEAD_BYTES = 525  # a chunk bundle besides its text
 ANSWER_BYTES_PER_TOKEN = 8  # booked: the most UTF-8 one token's text takes here
+LOGPROB_ENTRY_BYTES = 33  # list 1, id <= 5, bytes <= 17, float64 9, list of alternatives 1
+LOGPROB_ALTERNATIVE_BYTES = 32  # list 1, id <= 5, bytes <= 17, float64 9
 TEXT_BYTES_PER_TOKEN = 4.0  # a prompt known by its token count: ~4 characters a token
 TYPICAL_QUERY_ID = "chatcmpl-" + "0" * 24  # the gateway's request ids
 TYPICAL_MODEL = "smollm2-135m-instruct"
@@ -56,9 +61,24 @@ def query_bytes_for(
     return job_framing_bytes() + text_bytes_per_token * tokens
 
 
-def answer_bytes(max_tokens: int, chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> int:
-    """The bytes booked for an answer of up to ``max_tokens`` tokens."""
-    return int(answer_bytes_for(max_tokens, chunk_tokens))
+def answer_bytes(
+    max_tokens: int,
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+    logprobs: int | None = None,
+    echoed_tokens: int = 0,
+) -> int:
+    """The bytes booked for an answer of up to ``max_tokens`` tokens (with ``logprobs``
+    alternatives per token, and an ``echoed_tokens`` prompt's, if asked for)."""
+    text = int(answer_bytes_for(max_tokens, chunk_tokens))
+    if logprobs is None:
+        return text
+    return text + (max_tokens + echoed_tokens) * logprob_bytes(logprobs)
+
+
+def logprob_bytes(alternatives: int) -> int:
+    """Booked per token whose log-probability comes down with ``alternatives``: CBOR of
+    [id, bytes, float64, [[id, bytes, float64], ...]] for tokens of up to 16 bytes."""
+    return LOGPROB_ENTRY_BYTES + alternatives * LOGPROB_ALTERNATIVE_BYTES
 
 
 def answer_bytes_for(
@@ -71,6 +91,11 @@ def answer_bytes_for(
     return out
 
 
-def chunk_bytes(text: str) -> int:
-    """The bytes of one answer chunk on the way down."""
-    return CHUNK_OVERHEAD_BYTES + len(text.encode())
+def chunk_bytes(chunk: Chunk) -> int:
+    """The bytes of one answer chunk on the way down (its text, and the log-probabilities
+    it carries, beside its framing)."""
+    extra = 0
+    if chunk.logprobs or chunk.prompt_logprobs:
+        entries = [t.to_list() for t in (*chunk.logprobs, *chunk.prompt_logprobs)]
+        extra = len(cbor2.dumps(entries))
+    return CHUNK_OVERHEAD_BYTES + len(chunk.text.encode()) + extra

@@ -50,7 +50,7 @@ def chunk_arrival(m: Mission, chunk: Chunk, after: np.datetime64) -> Arrival:
     before ``after`` (StarcomputeError if the plan has no way down from there)."""
     released = from_dtn_ms(chunk.released_ms)
     t_s = float(offsets_s(released, m.plan.start))
-    size = chunk_bytes(chunk.text)
+    size = chunk_bytes(chunk)
     found = m.downlink(m.const.index(chunk.satellite), t_s, size)
     if found is None:
         raise UnavailableError(

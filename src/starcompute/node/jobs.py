@@ -19,7 +19,7 @@ from typing import Any
 
 import cbor2
 
-from starcompute.compute.engine import GenerationRequest, Message
+from starcompute.compute.engine import GenerationRequest, Message, TokenLogprob
 from starcompute.errors import InputError, JobError
 from starcompute.security.telecommand import Command, CommandKind, GroundKeys, SatelliteKeys
 
@@ -41,6 +41,11 @@ class Query:
     stop: tuple[str, ...] = ()
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS
     ignore_eos: bool = False  # generate exactly max_tokens (the API's extension)
+    grammar: str | None = None  # the answer's grammar (structured outputs, tool calls)
+    tools: str | None = None  # JSON list of the tools the prompt offers
+    logprobs: int | None = None  # log-probabilities with this many alternatives
+    echo: bool = False  # and the prompt's
+    logit_bias: tuple[tuple[int, float], ...] = ()
 
     @classmethod
     def of(cls, query_id: str, request: GenerationRequest, chunk_tokens: int) -> Query:
@@ -55,6 +60,11 @@ class Query:
             tuple(request.stop),
             chunk_tokens,
             request.ignore_eos,
+            request.grammar,
+            request.tools,
+            request.logprobs,
+            request.echo,
+            request.logit_bias,
         )
 
     def request(self) -> GenerationRequest:
@@ -68,12 +78,21 @@ class Query:
             stop=self.stop,
             seed=self.seed,
             ignore_eos=self.ignore_eos,
+            grammar=self.grammar,
+            tools=self.tools,
+            logprobs=self.logprobs,
+            echo=self.echo,
+            logit_bias=self.logit_bias,
         )
 
     def to_bytes(self) -> bytes:
         doc = asdict(self)
         doc["messages"] = [list(m) for m in self.messages]
         doc["stop"] = list(self.stop)
+        doc["logit_bias"] = [list(b) for b in self.logit_bias]
+        for name in OPTIONAL:  # absent when unused: a plain query's bytes stay as they were
+            if doc[name] is None or doc[name] is False or doc[name] == []:
+                del doc[name]
         return bytes(cbor2.dumps(doc, canonical=True))
 
     @classmethod
@@ -91,6 +110,11 @@ class Query:
                 stop=tuple(_text(s) for s in doc["stop"]),
                 chunk_tokens=int(doc["chunk_tokens"]),
                 ignore_eos=_flag(doc.get("ignore_eos", False)),
+                grammar=_optional_text(doc.get("grammar")),
+                tools=_optional_text(doc.get("tools")),
+                logprobs=None if doc.get("logprobs") is None else int(doc["logprobs"]),
+                echo=_flag(doc.get("echo", False)),
+                logit_bias=tuple((int(t), float(b)) for t, b in doc.get("logit_bias", [])),
             )
             query.request()  # every field within its range
         except (KeyError, TypeError, ValueError, InputError, cbor2.CBORDecodeError) as exc:
@@ -102,6 +126,13 @@ class Query:
     @property
     def text(self) -> str:
         return self.prompt if self.prompt is not None else " ".join(c for _, c in self.messages)
+
+
+OPTIONAL = ("grammar", "tools", "logprobs", "echo", "logit_bias")
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
 
 
 def _flag(value: Any) -> bool:
@@ -176,9 +207,16 @@ class Chunk:
     completion_tokens: int = 0
     pace: str = "hardware"
     extra: dict[str, Any] = field(default_factory=dict)
+    logprobs: tuple[TokenLogprob, ...] = ()  # of the tokens this chunk completes
+    prompt_logprobs: tuple[TokenLogprob, ...] = ()  # the prompt's (echo; the first chunk)
 
     def to_bytes(self) -> bytes:
-        return bytes(cbor2.dumps(asdict(self), canonical=True))
+        doc = asdict(self)
+        for name in ("logprobs", "prompt_logprobs"):
+            doc[name] = [t.to_list() for t in getattr(self, name)]
+            if not doc[name]:
+                del doc[name]
+        return bytes(cbor2.dumps(doc, canonical=True))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Chunk:
@@ -186,6 +224,8 @@ class Chunk:
             doc = cbor2.loads(data)
             if not isinstance(doc, dict) or len(doc.get("text", "")) > MAX_TEXT_BYTES:
                 raise TypeError("an answer chunk is a map with a text of bounded size")
+            for name in ("logprobs", "prompt_logprobs"):
+                doc[name] = tuple(TokenLogprob.from_list(t) for t in doc.get(name, ()))
             return cls(**doc)
         except (TypeError, ValueError, cbor2.CBORDecodeError) as exc:
             raise JobError("bad-chunk", f"{type(exc).__name__}: {exc}") from None

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from starcompute.compute.engine import Completion
+from starcompute.compute.engine import Completion, TokenLogprob
 from starcompute.compute.perf import PerformanceModel
+from starcompute.compute.streams import Piece
 from starcompute.errors import InputError
 from starcompute.node.jobs import Chunk, Query
 
@@ -62,11 +63,16 @@ class ChunkBuilder:
     steps: int = 0
     seq: int = 0
     _text: list[str] = field(default_factory=list)
+    _logprobs: list[TokenLogprob] = field(default_factory=list)
+    _prompt_logprobs: list[TokenLogprob] = field(default_factory=list)
 
     def step(self, piece: str, now_ms: int) -> Chunk | None:
         """One decode step's piece; a chunk when it completes one."""
         self.steps += 1
         self._text.append(piece)
+        if isinstance(piece, Piece):
+            self._logprobs.extend(piece.logprobs)
+            self._prompt_logprobs.extend(piece.prompt_logprobs)
         if (self.steps - 1) % self.query.chunk_tokens:
             return None
         return self._close(now_ms, None)
@@ -95,7 +101,11 @@ class ChunkBuilder:
             prompt_tokens=done.prompt_tokens if done else self.prompt_tokens,
             completion_tokens=done.completion_tokens if done else self.steps,
             pace=self.pace.mode,
+            logprobs=tuple(self._logprobs),
+            prompt_logprobs=tuple(self._prompt_logprobs),
         )
         self.seq += 1
         self._text.clear()
+        self._logprobs.clear()
+        self._prompt_logprobs.clear()
         return chunk
