@@ -375,6 +375,20 @@ def test_responses_structured_and_tools(server: str) -> None:
     call = r.output[0]
     assert call.type == "function_call" and call.name in SCHEMAS
     jsonschema.validate(json.loads(call.arguments), SCHEMAS[call.name])
+    # the call and its result go back as input items, as the Responses API chains them
+    follow = client.responses.create(
+        model=MODEL,
+        input=[
+            {"role": "user", "content": "What is the weather in Oslo?"},
+            *[item.model_dump(exclude_none=True) for item in r.output],
+            {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 21 C"},
+        ],
+        max_output_tokens=24,
+        temperature=0,
+        tools=tools,
+        tool_choice="none",
+    )
+    assert follow.output_text
 
 
 @pytest.mark.parametrize(
@@ -453,3 +467,51 @@ def test_a_bad_json_schema_is_a_400(server: str) -> None:
         timeout=30,
     )
     assert r.status_code == 400 and r.json()["error"]["param"] == "response_format"
+
+
+def test_completions_echo_and_logprobs_streamed(server: str) -> None:
+    """Streamed, the echoed prompt comes first (with its tokens' log-probabilities, from
+    the answer's first chunk), then the answer's tokens: the same as the whole reply."""
+    client = _client(server)
+    args: dict[str, Any] = {
+        "model": MODEL, "prompt": "The sky is", "max_tokens": 5, "temperature": 0,
+        "echo": True, "logprobs": 1,
+    }  # fmt: skip
+    whole = client.completions.create(**args).choices[0]
+    text, tokens, values = "", [], []
+    for chunk in client.completions.create(**args, stream=True):
+        for c in chunk.choices:
+            text += c.text
+            if c.logprobs is not None:
+                tokens += c.logprobs.tokens
+                values += c.logprobs.token_logprobs
+    assert text == whole.text and text.startswith("The sky is")
+    assert tokens == whole.logprobs.tokens and values[0] is None
+    assert values[1:] == pytest.approx(whole.logprobs.token_logprobs[1:], abs=1e-4)
+
+
+@pytest.mark.parametrize("path", ["/v1/completions", "/v1/responses"])
+def test_a_keyed_retry_gets_the_same_answer_on_every_endpoint(server: str, path: str) -> None:
+    body: dict[str, Any] = {"model": MODEL, "temperature": 1.0}
+    if path == "/v1/completions":
+        body.update(prompt="Once upon a time", max_tokens=6)
+    else:
+        body.update(input="Tell me a word.", max_output_tokens=6)
+    headers = {"Idempotency-Key": f"retry-{path}"}
+    first = httpx.post(server + path, json=body, headers=headers, timeout=120)
+    again = httpx.post(server + path, json=body, headers=headers, timeout=120)
+    assert first.status_code == again.status_code == 200, first.text
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json()["id"] == first.json()["id"]
+    streamed = httpx.post(
+        server + path, json={**body, "stream": True}, headers=headers, timeout=120
+    )
+    assert streamed.headers.get("Idempotent-Replayed") == "true"
+    assert (
+        first.json()["id"] in streamed.text
+        or first.json()["id"].replace("resp_", "") in streamed.text
+    )
+    other = httpx.post(
+        server + path, json={**body, "temperature": 0.5}, headers=headers, timeout=60
+    )
+    assert other.status_code == 422  # the same key with another body

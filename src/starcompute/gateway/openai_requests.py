@@ -51,7 +51,8 @@ class TextPart(BaseModel):
     model_config = FORBID
     type: Literal["text", "input_text", "output_text"]
     text: str
-    annotations: list[Any] | None = None  # output_text in a conversation carries them
+    annotations: list[Any] | None = None  # output items sent back in a conversation
+    logprobs: list[Any] | None = None  # carry these (they do not change the answer)
 
 
 class FunctionRef(BaseModel):
